@@ -1,0 +1,48 @@
+"""AWS clients, created on first use and cached for warm invocations.
+
+Nothing here talks to AWS at import time. Each client honours `AWS_ENDPOINT_URL` (moto, any emulator) as
+it is when the client is first built; `reset_clients()` forgets them, for tests and local stacks that move
+the endpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+CLIENT_CONFIG = Config(
+    # Transport retries (throttling, 5xx, connection errors) belong to botocore's standard mode; domain
+    # retries (TransactionConflict, a lease that still has time) are tenacity's, in the code that knows them.
+    retries={"mode": "standard", "total_max_attempts": 3},
+    connect_timeout=2,
+    read_timeout=5,
+    tcp_keepalive=True,
+)
+
+
+def _endpoint_url() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@functools.cache
+def dynamodb_client() -> DynamoDBClient:
+    return boto3.session.Session().client("dynamodb", endpoint_url=_endpoint_url(), config=CLIENT_CONFIG)
+
+
+@functools.cache
+def sqs_client() -> SQSClient:
+    return boto3.session.Session().client("sqs", endpoint_url=_endpoint_url(), config=CLIENT_CONFIG)
+
+
+def reset_clients() -> None:
+    """Forget cached clients so the next call builds them from the current environment."""
+    dynamodb_client.cache_clear()
+    sqs_client.cache_clear()

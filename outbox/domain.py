@@ -1,0 +1,119 @@
+"""The message lifecycle, identifiers and placement rules, as plain values and pure functions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Final
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+ALLOWED_TRANSITIONS: Final[Mapping[Status, frozenset[Status]]] = {
+    Status.PENDING: frozenset({Status.QUEUED, Status.FAILED}),
+    Status.QUEUED: frozenset({Status.PROCESSING}),
+    Status.PROCESSING: frozenset({Status.COMPLETED}),
+    Status.COMPLETED: frozenset(),
+    # The one backward move: an explicit, audited requeue.
+    Status.FAILED: frozenset({Status.PENDING}),
+}
+"""Every status change is a conditional write on the current status; nothing else moves a status."""
+
+
+def can_transition(current: Status, target: Status) -> bool:
+    return target in ALLOWED_TRANSITIONS[current]
+
+
+class EntryState(StrEnum):
+    READY = "READY"
+    PARKED = "PARKED"
+
+
+ANONYMOUS: Final = "anonymous"
+_KEYED_ID_NAMESPACE: Final = uuid.UUID("5b0c6f0e-5e53-4c8e-9a55-0b7d1f3c2a10")
+
+
+def keyed_message_id(principal: str, idempotency_key: str) -> str:
+    """The message id for a request with an `Idempotency-Key`: the same for the same caller and key,
+    different across callers, so two callers' keys never collide."""
+    return str(uuid.uuid5(_KEYED_ID_NAMESPACE, f"{principal}\n{idempotency_key}"))
+
+
+class _Uuid7Source:
+    """RFC 9562 UUIDv7 (48-bit Unix milliseconds, then random bits), monotonic within a process.
+
+    Python 3.11 has no `uuid.uuid7`. Within one millisecond the 12-bit `rand_a` field counts up so ids
+    made one after another in a process sort in the order they were made (DESIGN §4.7 relies on it for
+    FIFO ordering); across processes the order is the clocks' order.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._counter = 0
+
+    def __call__(self, now_ms: int | None = None) -> str:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                self._counter += 1
+                if self._counter > 0xFFF:  # counter spent: borrow the next millisecond
+                    ms += 1
+                    self._counter = 0
+            else:
+                self._counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
+            self._last_ms = ms
+            counter = self._counter
+        rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
+        return str(uuid.UUID(int=value))
+
+
+new_time_ordered_id = _Uuid7Source()
+
+
+def shard_for(placement_key: str, shards: int) -> str:
+    """The outbox shard of a message: a stable hash of its group id (FIFO) or message id, mod `shards`.
+
+    One FIFO group always lands in one shard, so its entries are read in order from one partition.
+    """
+    digest = hashlib.sha256(placement_key.encode("utf-8")).digest()
+    return str(int.from_bytes(digest[:8], "big") % shards)
+
+
+def request_hash(payload_json: str, attributes: Mapping[str, str], group_id: str | None) -> str:
+    """sha256 of the canonical request (sorted-key compact JSON), to tell a replay from a reuse of a key."""
+    canonical = json.dumps(
+        {"payload": json.loads(payload_json), "attributes": dict(attributes), "group_id": group_id},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and a `Z`, the one time format stored and returned."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

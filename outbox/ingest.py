@@ -1,0 +1,116 @@
+"""Ingest Lambda (`outbox.ingest.handler`): HTTP API payload 2.0 in, JSON out.
+
+Routes and error mapping only; the work is `outbox.requests` (parse and check) and `outbox.service`
+(write and read). Payloads never reach the logs.
+"""
+
+from __future__ import annotations
+
+import functools
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from outbox.clients import dynamodb_client
+from outbox.errors import InvalidRequest, MessageNotFound, MethodNotAllowed, StoreUnavailable
+from outbox.requests import parse_message_request, principal_from_iam
+from outbox.service import accept, message_status
+from outbox.settings import Settings
+from outbox.store import MessageStore
+
+logger = Logger(service="outbox-ingest")
+app = APIGatewayHttpResolver()
+
+
+@functools.cache
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _store() -> MessageStore:
+    return MessageStore(dynamodb_client(), _settings().messages_table)
+
+
+def _principal() -> str:
+    iam = app.current_event.request_context.authorizer.iam
+    return principal_from_iam(iam.user_arn, iam.account_id) if iam else principal_from_iam(None)
+
+
+@app.post("/messages")
+def post_message() -> Response[dict[str, str]]:
+    event = app.current_event
+    settings = _settings()
+    request = parse_message_request(
+        event.body,
+        is_base64_encoded=bool(event.is_base64_encoded),
+        content_type=event.headers.get("content-type"),
+        idempotency_key=event.headers.get("idempotency-key"),
+        fifo=settings.fifo,
+        max_payload_bytes=settings.max_payload_bytes,
+    )
+    accepted = accept(request, store=_store(), settings=settings, principal=_principal())
+    logger.info("message accepted", message_id=accepted.message_id, replayed=accepted.replayed)
+    status = HTTPStatus.OK if accepted.replayed else HTTPStatus.ACCEPTED
+    body = {"message_id": accepted.message_id, "status": accepted.status.value}
+    return Response(status, content_types.APPLICATION_JSON, body)
+
+
+@app.get("/messages/<message_id>")
+def get_message(message_id: str) -> Response[dict[str, Any]]:
+    include = app.current_event.query_string_parameters.get("include", "")
+    record = message_status(
+        message_id, store=_store(), principal=_principal(), include_payload=include == "payload"
+    )
+    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, record)
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> Response[dict[str, Any]]:
+    error: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return Response(status, content_types.APPLICATION_JSON, {"error": error})
+
+
+@app.exception_handler(InvalidRequest)
+def _invalid_request(exc: InvalidRequest) -> Response[dict[str, Any]]:
+    logger.info("request refused", code=exc.code, field=exc.field, status=exc.http_status)
+    return _error(exc.http_status, exc.code, exc.message, exc.field)
+
+
+@app.exception_handler(MessageNotFound)
+def _message_not_found(exc: MessageNotFound) -> Response[dict[str, Any]]:
+    return _error(HTTPStatus.NOT_FOUND, "not_found", "no such message")
+
+
+@app.exception_handler(StoreUnavailable)
+def _store_unavailable(exc: StoreUnavailable) -> Response[dict[str, Any]]:
+    logger.warning("store unavailable", reason=str(exc), retryable=exc.retryable)
+    status = HTTPStatus.SERVICE_UNAVAILABLE if exc.retryable else HTTPStatus.INTERNAL_SERVER_ERROR
+    return _error(status, "store_unavailable", "the message store could not take the request; retry later")
+
+
+@app.not_found
+def _route_not_found(exc: NotFoundError) -> Response[dict[str, Any]]:
+    path = app.current_event.path
+    if path == "/messages" or (path.startswith("/messages/") and path.count("/") == 2):
+        allowed = "POST" if path == "/messages" else "GET"
+        error = MethodNotAllowed("method_not_allowed", f"{path} accepts {allowed} only")
+        response = _error(error.http_status, error.code, error.message)
+        response.headers["Allow"] = allowed
+        return response
+    return _error(HTTPStatus.NOT_FOUND, "no_route", f"no route for {path}")
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response[dict[str, Any]]:
+    logger.exception("unexpected error")
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "the request failed unexpectedly")
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

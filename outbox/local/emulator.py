@@ -1,0 +1,91 @@
+"""An embedded moto server on a free loopback port, with every request serialized.
+
+moto's own threaded server handles requests on threads with no lock, and a cancelled transaction restores
+whole tables from a snapshot: concurrent callers lose acknowledged writes and see torn transactions
+(TOOLCHAIN.md). One lock held for the whole request, response body included, makes it behave like one
+consistent store. See ADR 0004.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+DUMMY_CREDENTIALS: Final = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+class SerializedApp:
+    """Wraps a WSGI app so that one request at a time runs in it, response consumed inside the lock."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            self.requests += 1
+            result = self._app(environ, start_response)
+            try:
+                return list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    """No access log line per AWS call: the demo's output is the summary, not moto's traffic."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class EmbeddedAws:
+    """A moto server in a background thread. `endpoint_url` uses `localhost`, which moto needs for
+    path-style S3 (CDK asset uploads)."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def start(self) -> EmbeddedAws:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+@contextmanager
+def embedded_aws(port: int = 0) -> Iterator[EmbeddedAws]:
+    server = EmbeddedAws(port).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,100 @@
+"""`outbox init`: create both tables and the queue with its dead-letter queue, wherever the AWS endpoint
+points, from the same definitions the CDK stack uses. Running it again changes nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from botocore.exceptions import ClientError
+
+from outbox.schema import (
+    DLQ_MAX_RECEIVE_COUNT,
+    DLQ_SUFFIX,
+    FIFO_SUFFIX,
+    QUEUE_MAX_MESSAGE_BYTES,
+    TTL_ATTRIBUTE,
+    messages_table_definition,
+    outbox_table_definition,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+DEFAULT_PREFIX: Final = "outbox"
+QUEUE_RETENTION_SECONDS: Final = 14 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    messages_table: str
+    outbox_table: str
+    queue_url: str
+    dlq_url: str
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "MESSAGES_TABLE": self.messages_table,
+            "OUTBOX_TABLE": self.outbox_table,
+            "QUEUE_URL": self.queue_url,
+        }
+
+
+def provision(
+    dynamodb: DynamoDBClient, sqs: SQSClient, *, prefix: str = DEFAULT_PREFIX, fifo: bool = False
+) -> Resources:
+    messages_table = f"{prefix}-messages"
+    outbox_table = f"{prefix}-outbox"
+    _ensure_table(dynamodb, messages_table_definition(messages_table))
+    _ensure_table(dynamodb, outbox_table_definition(outbox_table))
+    _ensure_ttl(dynamodb, messages_table)
+    queue_name = f"{prefix}-queue{FIFO_SUFFIX if fifo else ''}"
+    dlq_name = f"{prefix}-queue{DLQ_SUFFIX}{FIFO_SUFFIX if fifo else ''}"
+    dlq_url = _ensure_queue(sqs, dlq_name, fifo=fifo, extra={})
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": DLQ_MAX_RECEIVE_COUNT})
+    queue_url = _ensure_queue(sqs, queue_name, fifo=fifo, extra={"RedrivePolicy": redrive})
+    return Resources(messages_table, outbox_table, queue_url, dlq_url)
+
+
+def _ensure_table(dynamodb: DynamoDBClient, definition: dict[str, Any]) -> None:
+    name = definition["TableName"]
+    try:
+        dynamodb.create_table(**definition)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            raise
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def _ensure_ttl(dynamodb: DynamoDBClient, table: str) -> None:
+    current = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    if current.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+        return
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+    )
+
+
+def _ensure_queue(sqs: SQSClient, name: str, *, fifo: bool, extra: dict[str, str]) -> str:
+    attributes: dict[Any, str] = {
+        "MaximumMessageSize": str(QUEUE_MAX_MESSAGE_BYTES),
+        "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
+        "SqsManagedSseEnabled": "true",
+        **extra,
+    }
+    if fifo:
+        attributes["FifoQueue"] = "true"
+    try:
+        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in {
+            "AWS.SimpleQueueService.NonExistentQueue",
+            "QueueDoesNotExist",
+        }:
+            raise
+    return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]

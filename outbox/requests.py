@@ -1,0 +1,125 @@
+"""From an HTTP request to a checked `MessageRequest`: content type, encoding, strict JSON, body shape.
+
+Everything a client can get wrong is refused here or in `outbox.validation` with an `InvalidRequest`
+naming the problem, before anything is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Final, NoReturn
+
+from outbox.domain import ANONYMOUS
+from outbox.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from outbox.schema import QUEUE_MAX_MESSAGE_BYTES
+from outbox.validation import MessageRequest, check_idempotency_key, validate_message
+
+MAX_BODY_BYTES: Final = 2 * QUEUE_MAX_MESSAGE_BYTES
+"""A body above this cannot hold an acceptable message, whatever its whitespace: refused unparsed."""
+BODY_FIELDS: Final = frozenset({"payload", "attributes", "group_id"})
+
+
+def parse_message_request(
+    body: str | None,
+    *,
+    is_base64_encoded: bool,
+    content_type: str | None,
+    idempotency_key: str | None,
+    fifo: bool,
+    max_payload_bytes: int,
+) -> MessageRequest:
+    _check_content_type(content_type)
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+    document = _strict_json(_body_text(body, is_base64_encoded=is_base64_encoded))
+    if not isinstance(document, dict):
+        raise InvalidRequest("invalid_body", "the body must be a JSON object with a 'payload' member")
+    unknown = sorted(set(document) - BODY_FIELDS)
+    if unknown:
+        raise InvalidRequest(
+            "unknown_field",
+            f"unknown member {unknown[0]!r}; allowed: attributes, group_id, payload",
+            unknown[0],
+        )
+    if "payload" not in document:
+        raise InvalidRequest("missing_payload", "the body has no 'payload' member", "payload")
+    return validate_message(
+        document["payload"],
+        attributes=document.get("attributes"),
+        group_id=document.get("group_id"),
+        idempotency_key=idempotency_key,
+        fifo=fifo,
+        max_payload_bytes=max_payload_bytes,
+    )
+
+
+def principal_from_iam(user_arn: str | None, account_id: str | None = None) -> str:
+    """The caller's stable identity: account plus user or role name. An assumed role loses its session
+    name, so an idempotency key stays valid across sessions of one role. No IAM identity: `anonymous`."""
+    if not user_arn:
+        return ANONYMOUS
+    parts = user_arn.split(":", 5)
+    if len(parts) != 6:
+        return f"{account_id}:{user_arn}" if account_id else user_arn
+    account, resource = parts[4] or (account_id or ""), parts[5]
+    if resource.startswith("assumed-role/"):
+        role_name = resource.split("/")[1]
+        return f"{account}:role/{role_name}"
+    return f"{account}:{resource}"
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if content_type is None or not content_type.strip():
+        return  # taken as JSON
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            "unsupported_media_type",
+            f"Content-Type must be application/json, not {media_type!r}",
+            "Content-Type",
+        )
+
+
+def _body_text(body: str | None, *, is_base64_encoded: bool) -> str:
+    if not body:
+        raise InvalidRequest("missing_body", "the request has no body; send a JSON object")
+    if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if is_base64_encoded else MAX_BODY_BYTES):
+        raise PayloadTooLarge("body_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    if not is_base64_encoded:
+        return body
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("invalid_base64", "the body is marked base64 but does not decode") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("invalid_encoding", f"the body is not valid UTF-8 (byte {exc.start})") from None
+
+
+def _strict_json(text: str) -> object:
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise InvalidRequest("too_deep", "the body nests too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            "invalid_json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit conversion limit
+        raise InvalidRequest("invalid_json", f"the body is not acceptable JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise InvalidRequest("invalid_number", f"{name} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    document: dict[str, object] = {}
+    for key, value in pairs:
+        if key in document:
+            raise InvalidRequest("duplicate_key", f"the body repeats the object key {key[:64]!r}")
+        document[key] = value
+    return document

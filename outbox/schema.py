@@ -1,0 +1,69 @@
+"""Names and shapes of the two tables and the queue, in one place.
+
+`outbox init`, the CDK stack and the tests all build their tables from these constants, so a key
+renamed here is renamed everywhere at once.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Messages table: one item per accepted message.
+MESSAGE_KEY: Final = "message_id"
+FAILED_INDEX: Final = "failed"
+"""Sparse global secondary index keyed on `failed_at`, which only FAILED items carry: scanning it
+lists the failed messages without scanning the table."""
+FAILED_INDEX_KEY: Final = "failed_at"
+TTL_ATTRIBUTE: Final = "expires_at"
+
+# Outbox table: small entries, partitioned by shard, ordered by a time-ordered entry id.
+OUTBOX_PARTITION_KEY: Final = "shard"
+OUTBOX_SORT_KEY: Final = "entry_id"
+
+# SQS.
+QUEUE_MAX_MESSAGE_BYTES: Final = 1_048_576
+"""The queue is created with SQS's largest maximum message size (1 MiB)."""
+DLQ_MAX_RECEIVE_COUNT: Final = 5
+DLQ_SUFFIX: Final = "-dlq"
+FIFO_SUFFIX: Final = ".fifo"
+
+
+def messages_table_definition(table_name: str) -> dict[str, object]:
+    """`CreateTable` arguments for the Messages table (on-demand)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": MESSAGE_KEY, "AttributeType": "S"},
+            {"AttributeName": FAILED_INDEX_KEY, "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": MESSAGE_KEY, "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": FAILED_INDEX,
+                "KeySchema": [{"AttributeName": FAILED_INDEX_KEY, "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    }
+
+
+def outbox_table_definition(table_name: str) -> dict[str, object]:
+    """`CreateTable` arguments for the Outbox table (on-demand)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": OUTBOX_PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": OUTBOX_SORT_KEY, "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": OUTBOX_PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": OUTBOX_SORT_KEY, "KeyType": "RANGE"},
+        ],
+    }
+
+
+def is_fifo_queue(queue_url: str) -> bool:
+    """SQS requires FIFO queue names to end in `.fifo`, so the URL tells."""
+    return queue_url.endswith(FIFO_SUFFIX)

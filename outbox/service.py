@@ -1,0 +1,86 @@
+"""Accepting messages and answering status queries: the ingest core, free of HTTP and of Lambda."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from outbox.domain import ANONYMOUS, Status
+from outbox.errors import IdempotencyConflict, MessageNotFound, StoreUnavailable
+from outbox.settings import Settings
+from outbox.store import MessageExists, MessageStore
+from outbox.transactions import prepare_message, transaction_items
+from outbox.validation import MessageRequest
+
+STATUS_FIELDS = ("created_at", "updated_at", "queued_at", "last_error")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    status: Status
+    replayed: bool
+    """True when the request repeated an earlier one (same principal, key and request)."""
+
+
+def accept(
+    request: MessageRequest,
+    *,
+    store: MessageStore,
+    settings: Settings,
+    principal: str = ANONYMOUS,
+    now: datetime | None = None,
+) -> Accepted:
+    """Write the message and its outbox entry in one transaction, or recognise a replay.
+
+    Same key and same request: the stored message answers (its current status). Same key, different
+    request: `IdempotencyConflict`, and nothing changes.
+    """
+    message = prepare_message(
+        request,
+        shards=settings.outbox_shards,
+        retention_days=settings.retention_days,
+        principal=principal,
+        now=now,
+    )
+    items = transaction_items(
+        message, messages_table=settings.messages_table, outbox_table=settings.outbox_table
+    )
+    try:
+        store.write_new(items)
+    except MessageExists as exists:
+        existing = exists.old_item or store.get_message(message.message_id)
+        if existing is None:
+            # Mismatch reported but no item: the earlier write cannot have committed.
+            raise StoreUnavailable("the message could not be written; retry", retryable=True) from None
+        if existing.get("request_hash", {}).get("S") != message.request_hash:
+            raise IdempotencyConflict(
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request",
+                "Idempotency-Key",
+            ) from None
+        return Accepted(message.message_id, Status(existing["status"]["S"]), replayed=True)
+    return Accepted(message.message_id, Status.PENDING, replayed=False)
+
+
+def message_status(
+    message_id: str, *, store: MessageStore, principal: str = ANONYMOUS, include_payload: bool = False
+) -> dict[str, Any]:
+    """The status record of a message the caller created; `MessageNotFound` for anyone else's."""
+    item = store.get_message(message_id)
+    if item is None or item.get("principal", {}).get("S") != principal:
+        raise MessageNotFound(message_id)
+    record: dict[str, Any] = {"message_id": message_id, "status": item["status"]["S"]}
+    for field in STATUS_FIELDS:
+        record[field] = item[field]["S"] if field in item else None
+    record["attempts"] = int(item.get("attempts", {}).get("N", "0"))
+    if "group_id" in item:
+        record["group_id"] = item["group_id"]["S"]
+    if include_payload:
+        record["payload"] = json.loads(item["payload"]["S"])
+        record["attributes"] = {
+            name: value["S"] for name, value in item.get("attributes", {}).get("M", {}).items()
+        }
+    return record

@@ -1,0 +1,141 @@
+"""Faults injected at the botocore HTTP layer, so botocore's own retries see them as they would on AWS.
+
+A `before-send` hook answers in place of the server: throttling and 5xx as real error responses, a
+connection reset as a connection error, and a *lost response* by sending the request for real and then
+raising a read timeout, so the server applied it and the caller does not know.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.compat import HTTPHeaders
+from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+
+
+class FaultKind(StrEnum):
+    THROTTLE = "throttle"
+    SERVER_ERROR = "server_error"
+    CONNECTION_RESET = "connection_reset"
+    LOST_RESPONSE = "lost_response"
+    TRANSACTION_CONFLICT = "transaction_conflict"
+    """DynamoDB only: a `TransactWriteItems` cancelled with `TransactionConflict` on its first action."""
+
+
+_THROTTLE_CODES = {"dynamodb": "ThrottlingException", "sqs": "RequestThrottled"}
+_ERROR_PREFIX = {"dynamodb": "com.amazonaws.dynamodb.v20120810#", "sqs": "com.amazonaws.sqs#"}
+
+
+class _Body:
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._payload
+
+
+@dataclass
+class _Rule:
+    kind: FaultKind
+    remaining: int | None
+    rate: float
+
+
+@dataclass
+class FaultInjector:
+    """Install on one client; add rules per operation (`"TransactWriteItems"`); read `injected` after."""
+
+    client: Any
+    seed: int | None = None
+    injected: Counter[tuple[str, FaultKind]] = field(default_factory=Counter)
+    _rules: dict[str, list[_Rule]] = field(default_factory=dict)
+    _random: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        if _moto_in_process_active():
+            raise RuntimeError(
+                "FaultInjector needs a client that talks HTTP (a moto server): in-process moto applies every "
+                "request whatever a before-send hook answers"
+            )
+        self._random = random.Random(self.seed)  # noqa: S311 - fault schedule, not security
+        self._service = self.client.meta.service_model.service_id.hyphenize()
+        self.client.meta.events.register(f"before-send.{self._service}", self._before_send)
+
+    def add(
+        self, operation: str, kind: FaultKind, *, times: int | None = 1, rate: float = 1.0
+    ) -> FaultInjector:
+        """Fault the next `times` calls of `operation` (None: every call), each with probability `rate`."""
+        self._rules.setdefault(operation, []).append(_Rule(kind, times, rate))
+        return self
+
+    def clear(self) -> None:
+        self._rules.clear()
+
+    def remove(self) -> None:
+        self.client.meta.events.unregister(f"before-send.{self._service}", self._before_send)
+
+    def _before_send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
+        operation = _operation_of(request)
+        for rule in self._rules.get(operation, []):
+            if rule.remaining == 0 or self._random.random() >= rule.rate:
+                continue
+            if rule.remaining is not None:
+                rule.remaining -= 1
+            self.injected[(operation, rule.kind)] += 1
+            return self._apply(rule.kind, request)
+        return None
+
+    def _apply(self, kind: FaultKind, request: AWSPreparedRequest) -> AWSResponse:
+        if kind is FaultKind.THROTTLE:
+            return self._error_response(request, 400, _THROTTLE_CODES[self._service], "Rate exceeded")
+        if kind is FaultKind.SERVER_ERROR:
+            return self._error_response(request, 500, "InternalServerError", "injected 500")
+        if kind is FaultKind.TRANSACTION_CONFLICT:
+            return self._conflict_response(request)
+        if kind is FaultKind.CONNECTION_RESET:
+            raise ConnectionClosedError(endpoint_url=request.url)
+        self.client._endpoint.http_session.send(request)  # applied on the server ...
+        raise ReadTimeoutError(endpoint_url=request.url)  # ... and the answer never arrives
+
+    def _error_response(
+        self, request: AWSPreparedRequest, status: int, code: str, message: str
+    ) -> AWSResponse:
+        body = json.dumps({"__type": _ERROR_PREFIX[self._service] + code, "message": message}).encode()
+        headers = {"x-amzn-query-error": f"{code};Sender", "Content-Type": "application/x-amz-json-1.0"}
+        return AWSResponse(request.url, status, HTTPHeaders.from_dict(headers), _Body(body))
+
+    def _conflict_response(self, request: AWSPreparedRequest) -> AWSResponse:
+        body = request.body
+        raw_items = json.loads(body if isinstance(body, str | bytes) else b"{}").get("TransactItems", [])
+        reasons = [{"Code": "TransactionConflict"}] + [{"Code": "None"}] * (len(raw_items) - 1)
+        codes = ", ".join(reason["Code"] for reason in reasons)
+        payload = {
+            "__type": _ERROR_PREFIX["dynamodb"] + "TransactionCanceledException",
+            "message": f"Transaction cancelled, please refer cancellation reasons for specific reasons "
+            f"[{codes}]",
+            "CancellationReasons": reasons,
+        }
+        headers = {"Content-Type": "application/x-amz-json-1.0"}
+        return AWSResponse(
+            request.url, 400, HTTPHeaders.from_dict(headers), _Body(json.dumps(payload).encode())
+        )
+
+
+def _moto_in_process_active() -> bool:
+    models = sys.modules.get("moto.core.models")
+    stubber = getattr(models, "botocore_stubber", None)
+    return bool(getattr(stubber, "enabled", False))
+
+
+def _operation_of(request: AWSPreparedRequest) -> str:
+    target = request.headers.get("X-Amz-Target", b"")
+    text = target.decode() if isinstance(target, bytes) else str(target)
+    return text.rsplit(".", 1)[-1]

@@ -1,0 +1,148 @@
+"""The ingest transaction, built as data (DESIGN §3.3).
+
+`prepare_message` turns a checked request into a `NewMessage`; `transaction_items` renders it as the two
+`TransactWriteItems` actions (message Put + outbox entry Put) in DynamoDB's low-level form, ready to be
+appended to a caller's own transaction next to its business writes. Nothing here talks to AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from outbox.domain import (
+    ANONYMOUS,
+    EntryState,
+    Status,
+    epoch_millis,
+    iso,
+    keyed_message_id,
+    new_time_ordered_id,
+    request_hash,
+    shard_for,
+    utc_now,
+)
+from outbox.schema import MESSAGE_KEY, OUTBOX_SORT_KEY
+from outbox.validation import MessageRequest
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
+
+CLIENT_REQUEST_TOKEN_LENGTH: Final = 36
+"""DynamoDB's limit for `ClientRequestToken` (moto does not check it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message about to be accepted, with its outbox entry's place fixed."""
+
+    message_id: str
+    request: MessageRequest
+    principal: str
+    request_hash: str
+    shard: str
+    entry_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+def prepare_message(
+    request: MessageRequest,
+    *,
+    shards: int,
+    retention_days: int,
+    principal: str = ANONYMOUS,
+    now: datetime | None = None,
+) -> NewMessage:
+    """Give a checked request its ids and placement. A keyed request gets the same `message_id` every
+    time; the entry id is made now, so the entry's place in its shard follows the order of acceptance."""
+    created_at = now or utc_now()
+    if request.idempotency_key is not None:
+        message_id = keyed_message_id(principal, request.idempotency_key)
+    else:
+        message_id = new_time_ordered_id()
+    return NewMessage(
+        message_id=message_id,
+        request=request,
+        principal=principal,
+        request_hash=request_hash(request.payload_json, request.attributes, request.group_id),
+        shard=shard_for(request.group_id or message_id, shards),
+        entry_id=new_time_ordered_id(epoch_millis(created_at)),
+        created_at=created_at,
+        expires_at=created_at + timedelta(days=retention_days),
+    )
+
+
+def transaction_items(
+    message: NewMessage, *, messages_table: str, outbox_table: str
+) -> list[TransactWriteItemTypeDef]:
+    """The message Put (only if the id is new, returning the old item if not) and the entry Put."""
+    return [
+        {
+            "Put": {
+                "TableName": messages_table,
+                "Item": message_item(message),
+                "ConditionExpression": "attribute_not_exists(#id)",
+                "ExpressionAttributeNames": {"#id": MESSAGE_KEY},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        },
+        {
+            "Put": {
+                "TableName": outbox_table,
+                "Item": entry_item(message),
+                "ConditionExpression": "attribute_not_exists(#entry)",
+                "ExpressionAttributeNames": {"#entry": OUTBOX_SORT_KEY},
+            }
+        },
+    ]
+
+
+def message_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
+    request = message.request
+    created = iso(message.created_at)
+    item: dict[str, AttributeValueTypeDef] = {
+        MESSAGE_KEY: {"S": message.message_id},
+        "status": {"S": Status.PENDING},
+        "payload": {"S": request.payload_json},
+        "attributes": {"M": {name: {"S": value} for name, value in request.attributes.items()}},
+        "principal": {"S": message.principal},
+        "request_hash": {"S": message.request_hash},
+        "created_at": {"S": created},
+        "updated_at": {"S": created},
+        "attempts": {"N": "0"},
+        "shard": {"S": message.shard},
+        "entry_id": {"S": message.entry_id},
+        "expires_at": {"N": str(int(message.expires_at.timestamp()))},
+    }
+    if request.group_id is not None:
+        item["group_id"] = {"S": request.group_id}
+    if request.idempotency_key is not None:
+        item["idempotency_key"] = {"S": request.idempotency_key}
+    return item
+
+
+def entry_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
+    """The outbox entry: small on purpose (no payload), since every claim rewrites it."""
+    item: dict[str, AttributeValueTypeDef] = {
+        "shard": {"S": message.shard},
+        OUTBOX_SORT_KEY: {"S": message.entry_id},
+        MESSAGE_KEY: {"S": message.message_id},
+        "state": {"S": EntryState.READY},
+        "attempts": {"N": "0"},
+        "next_attempt_at": {"N": str(epoch_millis(message.created_at))},
+    }
+    if message.request.group_id is not None:
+        item["group_id"] = {"S": message.request.group_id}
+    return item
+
+
+def client_request_token(items: Sequence[Mapping[str, object]]) -> str:
+    """A token made from the transaction's own items: an identical resend (a retry after a lost response)
+    is idempotent, while a rebuilt request gets a new token and is decided by the conditions."""
+    canonical = json.dumps(items, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:CLIENT_REQUEST_TOKEN_LENGTH]

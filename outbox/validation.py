@@ -1,0 +1,187 @@
+"""Checks on a message request (DESIGN §3.1): strict JSON, SQS attribute and FIFO group rules, sizes.
+
+These apply to every way a message enters the outbox, the HTTP API and the library API alike; the
+HTTP-only parts (encoding, content type, body parsing) live in `outbox.requests`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from outbox.errors import InvalidRequest, PayloadTooLarge
+from outbox.schema import QUEUE_MAX_MESSAGE_BYTES
+
+MAX_NESTING_DEPTH: Final = 32
+MAX_CALLER_ATTRIBUTES: Final = 9
+"""SQS allows 10 message attributes; the relay adds `message_id`."""
+RESERVED_ATTRIBUTE: Final = "message_id"
+MAX_ATTRIBUTE_NAME_LENGTH: Final = 256
+MAX_GROUP_ID_LENGTH: Final = 128
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 256
+MESSAGE_CONTENT_LIMIT_BYTES: Final = 380_000
+"""Payload plus attributes, kept under DynamoDB's 400 KB item limit with room for the item's metadata."""
+
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_GROUP_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]+")
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]+")
+# The characters SQS accepts in a body or a string attribute value.
+_SQS_ILLEGAL = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRequest:
+    """A request that passed every check: the payload as the exact SQS body, ASCII-only JSON."""
+
+    payload_json: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    group_id: str | None = None
+    idempotency_key: str | None = None
+
+
+def validate_message(
+    payload: object,
+    *,
+    attributes: object = None,
+    group_id: object = None,
+    idempotency_key: str | None = None,
+    fifo: bool,
+    max_payload_bytes: int,
+) -> MessageRequest:
+    """Check a request and return it normalised, or raise `InvalidRequest` naming the field at fault."""
+    check_json_value(payload, "payload")
+    payload_json = json.dumps(payload, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    payload_bytes = len(payload_json)
+    if payload_bytes > max_payload_bytes:
+        raise PayloadTooLarge(
+            "payload_too_large",
+            f"payload is {payload_bytes} bytes as JSON; the limit is {max_payload_bytes}",
+            "payload",
+        )
+    checked_attributes = _check_attributes(attributes)
+    checked_group = _check_group_id(group_id, fifo=fifo)
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+    content_bytes = payload_bytes + _attributes_size(checked_attributes)
+    if content_bytes > min(MESSAGE_CONTENT_LIMIT_BYTES, QUEUE_MAX_MESSAGE_BYTES):
+        raise PayloadTooLarge(
+            "message_too_large",
+            f"payload and attributes are {content_bytes} bytes together; the limit is "
+            f"{MESSAGE_CONTENT_LIMIT_BYTES}",
+            "attributes",
+        )
+    return MessageRequest(payload_json, checked_attributes, checked_group, idempotency_key)
+
+
+def check_json_value(value: object, where: str) -> None:
+    """Refuse what JSON cannot carry faithfully: NaN/Infinity, lone surrogates, non-string keys,
+    non-JSON types, and nesting deeper than `MAX_NESTING_DEPTH`. Iterative, so depth cannot overflow."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_NESTING_DEPTH:
+            raise InvalidRequest("too_deep", f"{where} nests deeper than {MAX_NESTING_DEPTH} levels", where)
+        if current is None or isinstance(current, bool | int):
+            continue
+        if isinstance(current, float):
+            if not math.isfinite(current):
+                raise InvalidRequest("invalid_number", f"{where} contains NaN or Infinity", where)
+        elif isinstance(current, str):
+            _check_no_surrogates(current, where)
+        elif isinstance(current, list):
+            stack.extend((item, depth + 1) for item in current)
+        elif isinstance(current, dict):
+            for key, item in current.items():
+                if not isinstance(key, str):
+                    raise InvalidRequest("invalid_json", f"{where} has a non-string object key", where)
+                _check_no_surrogates(key, where)
+                stack.append((item, depth + 1))
+        else:
+            raise InvalidRequest(
+                "invalid_json", f"{where} contains a {type(current).__name__}, not a JSON value", where
+            )
+
+
+def check_idempotency_key(key: str) -> None:
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidRequest(
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters",
+            "Idempotency-Key",
+        )
+
+
+def _check_no_surrogates(text: str, where: str) -> None:
+    if _SURROGATE.search(text):
+        raise InvalidRequest("invalid_unicode", f"{where} contains a lone UTF-16 surrogate", where)
+
+
+def _check_attributes(attributes: object) -> dict[str, str]:
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, dict):
+        raise InvalidRequest("invalid_attributes", "attributes must be an object of strings", "attributes")
+    if len(attributes) > MAX_CALLER_ATTRIBUTES:
+        raise InvalidRequest(
+            "too_many_attributes",
+            f"at most {MAX_CALLER_ATTRIBUTES} attributes are allowed; got {len(attributes)}",
+            "attributes",
+        )
+    checked: dict[str, str] = {}
+    for name, value in attributes.items():
+        where = f"attributes.{name}"
+        _check_attribute_name(name, where)
+        if not isinstance(value, str) or not value:
+            raise InvalidRequest("invalid_attribute_value", f"{where} must be a non-empty string", where)
+        if _SQS_ILLEGAL.search(value):
+            raise InvalidRequest(
+                "invalid_attribute_value", f"{where} contains a character SQS does not accept", where
+            )
+        checked[name] = value
+    return checked
+
+
+def _check_attribute_name(name: str, where: str) -> None:
+    problem = None
+    if not 1 <= len(name) <= MAX_ATTRIBUTE_NAME_LENGTH or not _ATTRIBUTE_NAME.fullmatch(name):
+        problem = f"must be 1-{MAX_ATTRIBUTE_NAME_LENGTH} characters of letters, digits, '_', '-', '.'"
+    elif name.startswith(".") or name.endswith(".") or ".." in name:
+        problem = "must not start or end with '.' or contain '..'"
+    elif name.lower().startswith(("aws.", "amazon.")):
+        problem = "must not start with 'AWS.' or 'Amazon.' (reserved by SQS)"
+    elif name.lower() == RESERVED_ATTRIBUTE:
+        problem = f"'{RESERVED_ATTRIBUTE}' is reserved: the relay sets it"
+    if problem:
+        raise InvalidRequest("invalid_attribute_name", f"attribute name {name[:64]!r} {problem}", where)
+
+
+def _check_group_id(group_id: object, *, fifo: bool) -> str | None:
+    if group_id is None:
+        if fifo:
+            raise InvalidRequest("group_id_required", "group_id is required on a FIFO queue", "group_id")
+        return None
+    if not fifo:
+        raise InvalidRequest(
+            "group_id_not_allowed", "group_id is only accepted when the queue is FIFO", "group_id"
+        )
+    if (
+        not isinstance(group_id, str)
+        or not _GROUP_ID.fullmatch(group_id)
+        or len(group_id) > MAX_GROUP_ID_LENGTH
+    ):
+        raise InvalidRequest(
+            "invalid_group_id",
+            f"group_id must be 1-{MAX_GROUP_ID_LENGTH} letters, digits or ASCII punctuation",
+            "group_id",
+        )
+    return group_id
+
+
+def _attributes_size(attributes: Mapping[str, str]) -> int:
+    """SQS counts each attribute's name, data type and value towards the message size."""
+    return sum(len(name) + len("String") + len(value.encode("utf-8")) for name, value in attributes.items())

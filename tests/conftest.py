@@ -1,0 +1,121 @@
+"""Shared fixtures: dummy credentials, moto in-process, a serialized moto server, handler drivers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from outbox import ingest
+from outbox.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
+from outbox.local.events import http_api_event, local_context
+from outbox.provisioning import Resources, provision
+from outbox.settings import Settings
+from outbox.testing.strict import install_strict_contract
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts with dummy credentials, no endpoint, no cached clients or settings."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MESSAGES_TABLE", "OUTBOX_TABLE", "QUEUE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in DUMMY_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    reset_clients()
+    ingest._settings.cache_clear()
+    yield
+    reset_clients()
+    ingest._settings.cache_clear()
+
+
+@dataclass
+class Outbox:
+    """Provisioned resources plus helpers that read them directly, not through the code under test."""
+
+    resources: Resources
+    settings: Settings
+
+    def messages(self) -> list[dict[str, Any]]:
+        return _scan(self.resources.messages_table)
+
+    def entries(self) -> list[dict[str, Any]]:
+        return _scan(self.resources.outbox_table)
+
+    def message(self, message_id: str) -> dict[str, Any] | None:
+        response = dynamodb_client().get_item(
+            TableName=self.resources.messages_table,
+            Key={"message_id": {"S": message_id}},
+            ConsistentRead=True,
+        )
+        return response.get("Item")
+
+    def counts(self) -> tuple[int, int]:
+        return len(self.messages()), len(self.entries())
+
+
+def _scan(table: str) -> list[dict[str, Any]]:
+    paginator = dynamodb_client().get_paginator("scan")
+    return [
+        item for page in paginator.paginate(TableName=table, ConsistentRead=True) for item in page["Items"]
+    ]
+
+
+def _provisioned(monkeypatch: pytest.MonkeyPatch, *, fifo: bool) -> Outbox:
+    resources = provision(dynamodb_client(), sqs_client(), prefix=f"t{next(_prefixes)}", fifo=fifo)
+    for name, value in resources.environment().items():
+        monkeypatch.setenv(name, value)
+    return Outbox(resources, Settings.from_env())
+
+
+@pytest.fixture
+def outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
+    """Standard queue, moto in-process."""
+    with mock_aws():
+        yield _provisioned(monkeypatch, fifo=False)
+
+
+@pytest.fixture
+def fifo_outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
+    with mock_aws():
+        yield _provisioned(monkeypatch, fifo=True)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[EmbeddedAws]:
+    server = EmbeddedAws().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_outbox(moto_server: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Outbox:
+    """Standard queue on the moto server over HTTP, strict contract on both clients."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
+    reset_clients()
+    install_strict_contract(dynamodb_client())
+    install_strict_contract(sqs_client())
+    return _provisioned(monkeypatch, fifo=False)
+
+
+def call_ingest(
+    method: str,
+    path: str,
+    body: object = None,
+    *,
+    raw_body: str | bytes | None = None,
+    headers: dict[str, str] | None = None,
+    **event_options: Any,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Invoke `outbox.ingest.handler` with an HTTP API event; returns status, JSON body, headers."""
+    text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
+    event = http_api_event(method, path, body=text, headers=headers, **event_options)
+    response = ingest.handler(event, local_context())
+    return response["statusCode"], json.loads(response["body"]), response.get("headers", {})

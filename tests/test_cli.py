@@ -1,0 +1,78 @@
+"""The `outbox` command as a user runs it: a subprocess against a moto server over HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from outbox.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.local.emulator import EmbeddedAws
+
+pytestmark = pytest.mark.server
+
+
+def _outbox(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "outbox.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("fifo", [False, True])
+def test_init_creates_everything_and_a_second_run_is_harmless(
+    moto_server: EmbeddedAws, monkeypatch: pytest.MonkeyPatch, fifo: bool
+) -> None:
+    prefix = f"cli-{'fifo' if fifo else 'std'}"
+    args = [
+        "init",
+        "--endpoint-url",
+        moto_server.endpoint_url,
+        "--prefix",
+        prefix,
+        *(["--fifo"] if fifo else []),
+    ]
+    first = _outbox(*args)
+    second = _outbox(*args)
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert first.stdout == second.stdout
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in first.stdout.splitlines())
+    assert exports["AWS_ENDPOINT_URL"] == moto_server.endpoint_url
+    assert exports["MESSAGES_TABLE"] == f"{prefix}-messages"
+    assert exports["QUEUE_URL"].endswith(f"{prefix}-queue.fifo" if fifo else f"{prefix}-queue")
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
+    reset_clients()
+    tables = dynamodb_client().list_tables()["TableNames"]
+    assert {f"{prefix}-messages", f"{prefix}-outbox"} <= set(tables)
+    ttl = dynamodb_client().describe_time_to_live(TableName=f"{prefix}-messages")["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_at"
+    attributes = sqs_client().get_queue_attributes(QueueUrl=exports["QUEUE_URL"], AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert attributes["MaximumMessageSize"] == "1048576"
+    assert "deadLetterTargetArn" in attributes["RedrivePolicy"]
+    assert len(sqs_client().list_queues(QueueNamePrefix=prefix)["QueueUrls"]) == 2
+
+
+def test_demo_runs_end_to_end() -> None:
+    result = _outbox("demo", "--messages", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "accepted 3" in result.stdout
+
+
+def test_an_unreachable_endpoint_is_one_clear_line_not_a_traceback() -> None:
+    result = _outbox("init", "--endpoint-url", "http://localhost:9")
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "http://localhost:9" in result.stderr
