@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
 from typing import Annotated
 
@@ -10,8 +12,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from outbox.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.errors import InvalidRequest, MessageNotFound
 from outbox.provisioning import DEFAULT_PREFIX, provision
-from outbox.settings import SettingsError
+from outbox.settings import Settings, SettingsError
 
 app = typer.Typer(
     help="Transactional outbox for DynamoDB + SQS: provision, run locally, inspect.",
@@ -62,6 +65,74 @@ def demo(
     raise typer.Exit(run_demo(console, messages=messages, fifo=fifo))
 
 
+@app.command()
+def relay(
+    once: Annotated[
+        bool, typer.Option("--once", help="Run one relay invocation and exit (required).")
+    ] = False,
+    max_seconds: Annotated[
+        float, typer.Option(min=1, help="Time budget of the run, like a Lambda timeout.")
+    ] = 60,
+) -> None:
+    """Run the relay once with the current environment; print its summary as one JSON line.
+
+    Exits 0 when the run ended normally, also when work remains for the next run; 2 on a configuration
+    error. Example: outbox relay --once --max-seconds 30
+    """
+    if not once:
+        raise typer.BadParameter("only --once is supported here; `outbox serve` runs a relay on a timer")
+    from relay.clock import SystemClock  # noqa: PLC0415 - the relay loads only when asked for
+    from relay.core import Relay  # noqa: PLC0415
+
+    clock = SystemClock()
+    runner = Relay(dynamodb=dynamodb_client(), sqs=sqs_client(), settings=Settings.from_env(), clock=clock)
+    summary = runner.run(clock.monotonic() + max_seconds)
+    print(json.dumps(summary.as_dict(), sort_keys=True))
+
+
+@app.command()
+def requeue(
+    message_id: Annotated[str | None, typer.Argument(help="The FAILED message to send again.")] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Requeue every FAILED message.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Put a FAILED message back to PENDING, in its place in the outbox (its FIFO group stays in order).
+
+    Example: outbox requeue 0190c6d2-...   or   outbox requeue --all-failed
+    """
+    from relay import admin  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    if all_failed == (message_id is not None):
+        raise typer.BadParameter("give a MESSAGE_ID or --all-failed, not both or neither")
+    ids = list(admin.failed_message_ids(dynamodb_client(), settings)) if all_failed else [message_id or ""]
+    results = []
+    for one in ids:
+        result = admin.requeue(one, dynamodb=dynamodb_client(), settings=settings, actor=_actor())
+        results.append(
+            {"message_id": result.message_id, "status": "PENDING", "reused_entry": result.reused_entry}
+        )
+    if json_output:
+        print(json.dumps(results))
+    else:
+        console.print(f"requeued {len(results)} message(s)")
+
+
+@app.command()
+def skip(
+    message_id: Annotated[str, typer.Argument(help="The FAILED message whose parked entry to drop.")],
+) -> None:
+    """Drop a FAILED message's parked entry so its FIFO group moves on; the message stays FAILED."""
+    from relay import admin  # noqa: PLC0415
+
+    admin.skip(message_id, dynamodb=dynamodb_client(), settings=Settings.from_env(), actor=_actor())
+    console.print(f"skipped {message_id}; it stays FAILED")
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
 def main() -> None:
     """Console script: user errors end as one line on stderr and a non-zero exit, never a traceback."""
     try:
@@ -69,6 +140,10 @@ def main() -> None:
     except SettingsError as exc:
         errors.print(f"configuration error: {exc}", markup=False, highlight=False)
         raise SystemExit(2) from None
+    except (InvalidRequest, MessageNotFound) as exc:
+        message = exc.message if isinstance(exc, InvalidRequest) else f"no such message: {exc}"
+        errors.print(f"error: {message}", markup=False, highlight=False)
+        raise SystemExit(1) from None
     except (BotoCoreError, ClientError) as exc:
         errors.print(f"AWS error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(1) from None

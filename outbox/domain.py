@@ -117,3 +117,8 @@ def iso(moment: datetime) -> str:
 
 def epoch_millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def time_ordered_id_millis(value: str) -> int:
+    """The Unix milliseconds a UUIDv7 was made at (its first 48 bits)."""
+    return uuid.UUID(value).int >> 80

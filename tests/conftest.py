@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from moto import mock_aws
 
-from outbox import ingest
+from outbox import enqueue, ingest
 from outbox.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
 from outbox.local.events import http_api_event, local_context
+from outbox.local.queue import drain_queue
 from outbox.provisioning import Resources, provision
 from outbox.settings import Settings
 from outbox.testing.strict import install_strict_contract
+from relay.core import Relay, RelayConfig
+from relay.entries import RunSummary
+from relay.retry import RetryPolicy
 
 _prefixes = itertools.count()
 
@@ -96,6 +102,12 @@ def moto_server() -> Iterator[EmbeddedAws]:
 
 
 @pytest.fixture
+def new_server_outbox(server_outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Outbox]:
+    """Another outbox on the same moto server (`fifo=True` for a FIFO one); the environment points at it."""
+    return lambda *, fifo=False: _provisioned(monkeypatch, fifo=fifo)
+
+
+@pytest.fixture
 def server_outbox(moto_server: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Outbox:
     """Standard queue on the moto server over HTTP, strict contract on both clients."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
@@ -119,3 +131,58 @@ def call_ingest(
     event = http_api_event(method, path, body=text, headers=headers, **event_options)
     response = ingest.handler(event, local_context())
     return response["statusCode"], json.loads(response["body"]), response.get("headers", {})
+
+
+class FakeClock:
+    """Wall-clock time that tests move forward (leases, backoff); monotonic time stays real."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+FAST_RETRIES = RetryPolicy(attempts=3, initial_wait_seconds=0.0, max_wait_seconds=0.0)
+
+
+def make_relay(outbox: Outbox, clock: FakeClock | None = None, **config: Any) -> Relay:
+    """A relay with instant retries. One shard worker unless asked: in-process moto is not thread-safe
+    (concurrent tests use the serialized moto server)."""
+    config.setdefault("parallel_shards", 1)
+    return Relay(
+        dynamodb=dynamodb_client(),
+        sqs=sqs_client(),
+        settings=outbox.settings,
+        clock=clock or FakeClock(),
+        retry_policy=FAST_RETRIES,
+        config=RelayConfig(**config),
+    )
+
+
+def run_relay(relay: Relay, seconds: float = 60.0) -> RunSummary:
+    return relay.run(time.monotonic() + seconds)
+
+
+def ingest_messages(outbox: Outbox, count: int, *, group: Callable[[int], str] | None = None) -> list[str]:
+    """Accept `count` messages through the library API; payload {"n": i}; returns their ids in order."""
+    return [
+        enqueue(
+            {"n": number},
+            settings=outbox.settings,
+            attributes={"origin": "test"},
+            group_id=group(number) if group else None,
+        ).message_id
+        for number in range(count)
+    ]
+
+
+def receive_all(queue_url: str) -> list[dict[str, Any]]:
+    """Every message in the queue, deleted as read (call it only after all sending is done)."""
+    return drain_queue(sqs_client(), queue_url)

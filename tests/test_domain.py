@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 from hypothesis import given
@@ -9,11 +10,13 @@ from hypothesis import strategies as st
 from outbox.domain import (
     ALLOWED_TRANSITIONS,
     Status,
+    _Uuid7Source,
     can_transition,
     keyed_message_id,
     new_time_ordered_id,
     request_hash,
     shard_for,
+    time_ordered_id_millis,
 )
 from outbox.transactions import CLIENT_REQUEST_TOKEN_LENGTH, client_request_token
 
@@ -31,14 +34,25 @@ def test_no_status_moves_backwards_except_requeue() -> None:
 
 
 def test_time_ordered_ids_sort_in_creation_order_within_one_millisecond() -> None:
-    ids = [new_time_ordered_id(1_700_000_000_000) for _ in range(2000)]
+    source = _Uuid7Source()  # its own source: explicit timestamps must not move the shared one's clock
+    ids = [source(1_700_000_000_000) for _ in range(2000)]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
     assert all(uuid.UUID(value).version == 7 for value in ids)
 
 
 def test_time_ordered_ids_follow_the_clock() -> None:
-    assert new_time_ordered_id(1_800_000_000_000) < new_time_ordered_id(1_800_000_000_001)
+    source = _Uuid7Source()
+    first = source(1_800_000_000_000)
+    assert first < source(1_800_000_000_001)
+    assert time_ordered_id_millis(first) == 1_800_000_000_000
+    assert first < source(1_700_000_000_000)  # a clock stepping back never reorders ids
+
+
+def test_the_shared_source_makes_version_7_ids_of_now() -> None:
+    value = new_time_ordered_id()
+    assert uuid.UUID(value).version == 7
+    assert abs(time_ordered_id_millis(value) - time.time() * 1000) < 5000
 
 
 def test_keyed_ids_are_stable_per_principal_and_never_shared() -> None:

@@ -16,6 +16,8 @@ from typing import Any, Final
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from outbox.local.fast_moto import install_fast_transactions
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 DUMMY_CREDENTIALS: Final = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -57,7 +59,9 @@ class EmbeddedAws:
     """A moto server in a background thread. `endpoint_url` uses `localhost`, which moto needs for
     path-style S3 (CDK asset uploads)."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, fast_transactions: bool = True) -> None:
+        if fast_transactions:
+            install_fast_transactions()  # ADR 0011: same semantics, without copying whole tables
         self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietRequestHandler

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ class FaultKind(StrEnum):
     LOST_RESPONSE = "lost_response"
     TRANSACTION_CONFLICT = "transaction_conflict"
     """DynamoDB only: a `TransactWriteItems` cancelled with `TransactionConflict` on its first action."""
+    ENTRY_FAILURE = "entry_failure"
+    """SQS only: every entry of a `SendMessageBatch` fails with `SenderFault=false` (not queued)."""
+    ENTRY_REJECTED = "entry_rejected"
+    """SQS only: every entry of a `SendMessageBatch` is refused for good (`SenderFault=true`)."""
 
 
 _THROTTLE_CODES = {"dynamodb": "ThrottlingException", "sqs": "RequestThrottled"}
@@ -47,6 +52,7 @@ class _Rule:
     kind: FaultKind
     remaining: int | None
     rate: float
+    when: str | None
 
 
 @dataclass
@@ -70,10 +76,17 @@ class FaultInjector:
         self.client.meta.events.register(f"before-send.{self._service}", self._before_send)
 
     def add(
-        self, operation: str, kind: FaultKind, *, times: int | None = 1, rate: float = 1.0
+        self,
+        operation: str,
+        kind: FaultKind,
+        *,
+        times: int | None = 1,
+        rate: float = 1.0,
+        when: str | None = None,
     ) -> FaultInjector:
-        """Fault the next `times` calls of `operation` (None: every call), each with probability `rate`."""
-        self._rules.setdefault(operation, []).append(_Rule(kind, times, rate))
+        """Fault the next `times` calls of `operation` (None: every call), each with probability `rate`;
+        with `when`, only calls whose request body contains that text (a message id, `"Delete"`)."""
+        self._rules.setdefault(operation, []).append(_Rule(kind, times, rate, when))
         return self
 
     def clear(self) -> None:
@@ -85,7 +98,9 @@ class FaultInjector:
     def _before_send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
         operation = _operation_of(request)
         for rule in self._rules.get(operation, []):
-            if rule.remaining == 0 or self._random.random() >= rule.rate:
+            if rule.remaining == 0 or (rule.when is not None and rule.when not in _body_text(request)):
+                continue
+            if self._random.random() >= rule.rate:
                 continue
             if rule.remaining is not None:
                 rule.remaining -= 1
@@ -100,6 +115,8 @@ class FaultInjector:
             return self._error_response(request, 500, "InternalServerError", "injected 500")
         if kind is FaultKind.TRANSACTION_CONFLICT:
             return self._conflict_response(request)
+        if kind in {FaultKind.ENTRY_FAILURE, FaultKind.ENTRY_REJECTED}:
+            return self._failed_entries_response(request, sender_fault=kind is FaultKind.ENTRY_REJECTED)
         if kind is FaultKind.CONNECTION_RESET:
             raise ConnectionClosedError(endpoint_url=request.url)
         self.client._endpoint.http_session.send(request)  # applied on the server ...
@@ -111,6 +128,22 @@ class FaultInjector:
         body = json.dumps({"__type": _ERROR_PREFIX[self._service] + code, "message": message}).encode()
         headers = {"x-amzn-query-error": f"{code};Sender", "Content-Type": "application/x-amz-json-1.0"}
         return AWSResponse(request.url, status, HTTPHeaders.from_dict(headers), _Body(body))
+
+    def _failed_entries_response(self, request: AWSPreparedRequest, *, sender_fault: bool) -> AWSResponse:
+        entries = json.loads(_body_text(request) or "{}").get("Entries", [])
+        code = "InvalidParameterValue" if sender_fault else "InternalError"
+        failed = [
+            {
+                "Id": entry["Id"],
+                "SenderFault": sender_fault,
+                "Code": code,
+                "Message": "injected entry failure",
+            }
+            for entry in entries
+        ]
+        body = json.dumps({"Successful": [], "Failed": failed}).encode()
+        headers = {"Content-Type": "application/x-amz-json-1.0"}
+        return AWSResponse(request.url, 200, HTTPHeaders.from_dict(headers), _Body(body))
 
     def _conflict_response(self, request: AWSPreparedRequest) -> AWSResponse:
         body = request.body
@@ -129,6 +162,13 @@ class FaultInjector:
         )
 
 
+def _body_text(request: AWSPreparedRequest) -> str:
+    body = request.body
+    if isinstance(body, bytes):
+        return body.decode("utf-8", "replace")
+    return body if isinstance(body, str) else ""
+
+
 def _moto_in_process_active() -> bool:
     models = sys.modules.get("moto.core.models")
     stubber = getattr(models, "botocore_stubber", None)
@@ -139,3 +179,34 @@ def _operation_of(request: AWSPreparedRequest) -> str:
     target = request.headers.get("X-Amz-Target", b"")
     text = target.decode() if isinstance(target, bytes) else str(target)
     return text.rsplit(".", 1)[-1]
+
+
+class Crash(BaseException):
+    """Raised to kill a run at a chosen point. A BaseException, so no `except Exception` swallows it."""
+
+
+@dataclass
+class CrashAfter:
+    """Kill the caller right after a call of `operation` succeeded on the server (`when`: only calls whose
+    parameters, as text, contain it). Works in-process and over HTTP: it acts after the call."""
+
+    client: Any
+    operation: str
+    when: str | None = None
+    times: int = 1
+    crashed: int = 0
+    _last_params: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        service = self.client.meta.service_model.service_id.hyphenize()
+        self.client.meta.events.register(f"before-parameter-build.{service}.{self.operation}", self._remember)
+        self.client.meta.events.register(f"after-call.{service}.{self.operation}", self._after)
+
+    def _remember(self, params: dict[str, Any], **_: Any) -> None:
+        self._last_params[threading.get_ident()] = json.dumps(params, default=str)
+
+    def _after(self, **_: Any) -> None:
+        params = self._last_params.pop(threading.get_ident(), "")
+        if self.crashed < self.times and (self.when is None or self.when in params):
+            self.crashed += 1
+            raise Crash(f"crash after {self.operation}")

@@ -1,0 +1,35 @@
+"""Names shared by the stack, its tests and the local rehearsal, so a rename happens in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_STACK_NAME: Final = "Outbox"
+DEFAULT_ACCOUNT: Final = "123456789012"
+"""Synth needs no credentials: without `CDK_DEFAULT_ACCOUNT` the stack is built for this placeholder."""
+DEFAULT_REGION: Final = "us-east-1"
+
+# Lambda entry points (DESIGN §5): a contract with the code, tested against the built asset.
+INGEST_HANDLER: Final = "outbox.ingest.handler"
+RELAY_HANDLER: Final = "relay.handler.handler"
+
+# Metrics the relay publishes through Powertools EMF (relay/handler.py); the alarms watch them.
+METRICS_NAMESPACE: Final = "Outbox"
+RELAY_SERVICE: Final = "outbox-relay"
+"""Powertools puts the service name in the `service` dimension of every metric."""
+OLDEST_PENDING_METRIC: Final = "OldestPendingAgeSeconds"
+POISONED_METRIC: Final = "MessagesPoisoned"
+
+# API routes (DESIGN §5).
+POST_MESSAGES_ROUTE: Final = "/messages"
+GET_MESSAGE_ROUTE: Final = "/messages/{message_id}"
+
+# Stack outputs, read by people (`cdk deploy -O`) and by the rehearsal.
+OUTPUT_MESSAGES_TABLE: Final = "MessagesTableName"
+OUTPUT_OUTBOX_TABLE: Final = "OutboxTableName"
+OUTPUT_QUEUE_URL: Final = "QueueUrl"
+OUTPUT_DLQ_URL: Final = "DeadLetterQueueUrl"
+OUTPUT_API_URL: Final = "ApiUrl"
+OUTPUT_INGEST_FUNCTION: Final = "IngestFunctionName"
+OUTPUT_RELAY_FUNCTION: Final = "RelayFunctionName"
+OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"

@@ -1,0 +1,229 @@
+"""The reusable outbox: both tables, the queue with its dead-letter queue, and the scheduled relay.
+
+A team can put this construct in its own stack and let its own functions write messages in their own
+transactions with `grant_enqueue` (DESIGN §5, library API); the standalone stack adds the ingest API and
+the alarms around it. Tables are built from `outbox.schema`, the same definitions `outbox init` and the
+tests use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, cast
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import RemovalPolicyName, StackConfig, settings_environment
+from infra.function import OutboxFunction
+from infra.names import RELAY_HANDLER
+from outbox.schema import (
+    DLQ_MAX_RECEIVE_COUNT,
+    QUEUE_MAX_MESSAGE_BYTES,
+    TTL_ATTRIBUTE,
+    messages_table_definition,
+    outbox_table_definition,
+)
+
+QUEUE_RETENTION: Final = cdk.Duration.days(14)
+"""SQS's longest retention: a consumer outage of up to two weeks loses nothing already queued."""
+RELAY_MEMORY_MB: Final = 512
+SCHEDULE_MAX_EVENT_AGE: Final = cdk.Duration.seconds(60)
+"""The next tick is the retry: a late or failed run is never replayed (DESIGN §4)."""
+
+ENQUEUE_MESSAGES_ACTIONS: Final = ("dynamodb:ConditionCheckItem", "dynamodb:PutItem")
+ENQUEUE_OUTBOX_ACTIONS: Final = ("dynamodb:PutItem",)
+READ_STATUS_ACTIONS: Final = ("dynamodb:GetItem",)
+RELAY_OUTBOX_ACTIONS: Final = (
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+)
+RELAY_MESSAGES_ACTIONS: Final = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:GetItem",
+    "dynamodb:UpdateItem",
+)
+RELAY_QUEUE_ACTIONS: Final = ("sqs:GetQueueAttributes", "sqs:SendMessage")
+"""`sqs:SendMessage` also authorizes `SendMessageBatch`; `TransactWriteItems` is authorized per action."""
+
+
+def removal_policy(config: StackConfig) -> cdk.RemovalPolicy:
+    return (
+        cdk.RemovalPolicy.RETAIN
+        if config.removal_policy is RemovalPolicyName.RETAIN
+        else cdk.RemovalPolicy.DESTROY
+    )
+
+
+class OutboxConstruct(Construct):
+    """Storage and relay. `environment` is what any function using the outbox needs (Settings.from_env)."""
+
+    def __init__(self, scope: Construct, id: str, *, config: StackConfig, code: lambda_.Code) -> None:
+        super().__init__(scope, id)
+        policy = removal_policy(config)
+        # TTL bounds a message's life and idempotency window (DESIGN §2); entries are deleted when relayed.
+        self.messages_table = self._table("Messages", messages_table_definition("-"), config, ttl=True)
+        self.outbox_table = self._table("Outbox", outbox_table_definition("-"), config, ttl=False)
+        queue_options: dict[str, Any] = {
+            "encryption": sqs.QueueEncryption.SQS_MANAGED,
+            "enforce_ssl": True,
+            "max_message_size_bytes": QUEUE_MAX_MESSAGE_BYTES,
+            "retention_period": QUEUE_RETENTION,
+            "removal_policy": policy,
+        }
+        if config.fifo:
+            queue_options["fifo"] = True
+        self.dead_letter_queue = sqs.Queue(self, "DeadLetterQueue", **queue_options)
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=DLQ_MAX_RECEIVE_COUNT, queue=self.dead_letter_queue
+            ),
+            **queue_options,
+        )
+        self.environment: Mapping[str, str] = settings_environment(
+            config.settings,
+            messages_table=self.messages_table.table_name,
+            outbox_table=self.outbox_table.table_name,
+            queue_url=self.queue.queue_url,
+        )
+        self.relay = OutboxFunction(
+            self,
+            "Relay",
+            handler=RELAY_HANDLER,
+            code=code,
+            environment=self.environment,
+            timeout=cdk.Duration.seconds(config.relay_timeout_seconds),
+            memory_size=RELAY_MEMORY_MB,
+            description="Outbox relay: moves outbox entries to SQS, on a schedule",
+            log_retention_days=config.log_retention_days,
+            removal_policy=policy,
+        )
+        self.relay.function.configure_async_invoke(retry_attempts=0, max_event_age=SCHEDULE_MAX_EVENT_AGE)
+        self.grant_relay(self.relay.function)
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description="Runs the outbox relay; a missed tick is retried by the next one",
+            schedule=events.Schedule.rate(cdk.Duration.seconds(config.settings.schedule_seconds)),
+            targets=[
+                targets.LambdaFunction(
+                    cast("lambda_.IFunction", self.relay.function),
+                    retry_attempts=0,
+                    max_event_age=SCHEDULE_MAX_EVENT_AGE,
+                )
+            ],
+        )
+
+    def grant_enqueue(self, grantee: iam.IGrantable) -> iam.Grant:
+        """What writing a message takes: the two Puts of its transaction, and the condition it carries."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(ENQUEUE_MESSAGES_ACTIONS),
+            resource_arns=[self.messages_table.table_arn],
+        ).combine(
+            iam.Grant.add_to_principal(
+                grantee=grantee,
+                actions=list(ENQUEUE_OUTBOX_ACTIONS),
+                resource_arns=[self.outbox_table.table_arn],
+            )
+        )
+
+    def grant_read_status(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Reading one message's status by its id."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(READ_STATUS_ACTIONS), resource_arns=[self.messages_table.table_arn]
+        )
+
+    def grant_relay(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Everything a relay run does: claim, fetch, send, finalize, roll back, park."""
+        grants = [
+            iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=[arn])
+            for actions, arn in (
+                (RELAY_OUTBOX_ACTIONS, self.outbox_table.table_arn),
+                (RELAY_MESSAGES_ACTIONS, self.messages_table.table_arn),
+                (RELAY_QUEUE_ACTIONS, self.queue.queue_arn),
+            )
+        ]
+        return grants[0].combine(grants[1]).combine(grants[2])
+
+    def _table(
+        self, id: str, definition: dict[str, object], config: StackConfig, *, ttl: bool
+    ) -> dynamodb.Table:
+        schema = _TableSchema(definition)
+        table = dynamodb.Table(
+            self,
+            id,
+            partition_key=schema.key("HASH"),
+            sort_key=schema.optional_key("RANGE"),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute=TTL_ATTRIBUTE if ttl else None,
+            deletion_protection=config.removal_policy is RemovalPolicyName.RETAIN,
+            removal_policy=removal_policy(config),
+        )
+        for index in schema.indexes:
+            table.add_global_secondary_index(**index)
+        return table
+
+
+class _TableSchema:
+    """Reads a `CreateTable` definition from `outbox.schema` into CDK key and index arguments."""
+
+    _TYPES: Final = {
+        "S": dynamodb.AttributeType.STRING,
+        "N": dynamodb.AttributeType.NUMBER,
+        "B": dynamodb.AttributeType.BINARY,
+    }
+    _PROJECTIONS: Final = {
+        "KEYS_ONLY": dynamodb.ProjectionType.KEYS_ONLY,
+        "ALL": dynamodb.ProjectionType.ALL,
+    }
+
+    def __init__(self, definition: dict[str, object]) -> None:
+        attributes = cast("list[dict[str, str]]", definition["AttributeDefinitions"])
+        self._types = {item["AttributeName"]: item["AttributeType"] for item in attributes}
+        self._keys = cast("list[dict[str, str]]", definition["KeySchema"])
+        self._indexes = cast("list[dict[str, Any]]", definition.get("GlobalSecondaryIndexes", []))
+
+    def _attribute(self, name: str) -> dynamodb.Attribute:
+        return dynamodb.Attribute(name=name, type=self._TYPES[self._types[name]])
+
+    def optional_key(
+        self, key_type: str, keys: list[dict[str, str]] | None = None
+    ) -> dynamodb.Attribute | None:
+        for key in self._keys if keys is None else keys:
+            if key["KeyType"] == key_type:
+                return self._attribute(key["AttributeName"])
+        return None
+
+    def key(self, key_type: str, keys: list[dict[str, str]] | None = None) -> dynamodb.Attribute:
+        attribute = self.optional_key(key_type, keys)
+        if attribute is None:
+            raise ValueError(f"table definition has no {key_type} key")
+        return attribute
+
+    @property
+    def indexes(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "index_name": index["IndexName"],
+                "partition_key": self.key("HASH", index["KeySchema"]),
+                "sort_key": self.optional_key("RANGE", index["KeySchema"]),
+                "projection_type": self._PROJECTIONS[index["Projection"]["ProjectionType"]],
+            }
+            for index in self._indexes
+        ]

@@ -1,0 +1,51 @@
+"""The standalone stack: composes the outbox, the ingest API and the alarms, and names its outputs."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra import names
+from infra.alarms import OutboxAlarms
+from infra.bundling import lambda_code
+from infra.config import StackConfig
+from infra.ingest_api import IngestApi
+from infra.nag import acknowledge_findings
+from infra.outbox_construct import OutboxConstruct
+
+
+class OutboxStack(cdk.Stack):
+    def __init__(self, scope: Construct, *, config: StackConfig, code: lambda_.Code | None = None) -> None:
+        super().__init__(
+            scope,
+            config.stack_name,
+            env=cdk.Environment(account=config.account, region=config.region),
+            description="Transactional outbox: DynamoDB + SQS, ingest API and scheduled relay",
+        )
+        self.config = config
+        code = code or lambda_code()  # one asset, shared by both functions
+        self.outbox = OutboxConstruct(self, "Outbox", config=config, code=code)
+        self.ingest = IngestApi(self, "Ingest", outbox=self.outbox, code=code, config=config)
+        self.alarms = OutboxAlarms(
+            self,
+            "Alarms",
+            relay=self.outbox.relay.function,
+            dead_letter_queue=self.outbox.dead_letter_queue,
+            api=self.ingest.api,
+            schedule_seconds=config.settings.schedule_seconds,
+            oldest_pending_threshold_seconds=config.oldest_pending_alarm_seconds,
+            topic_arn=config.alarm_topic_arn,
+        )
+        for key, value, description in (
+            (names.OUTPUT_MESSAGES_TABLE, self.outbox.messages_table.table_name, "Messages table"),
+            (names.OUTPUT_OUTBOX_TABLE, self.outbox.outbox_table.table_name, "Outbox table"),
+            (names.OUTPUT_QUEUE_URL, self.outbox.queue.queue_url, "Queue the relay sends to"),
+            (names.OUTPUT_DLQ_URL, self.outbox.dead_letter_queue.queue_url, "Its dead-letter queue"),
+            (names.OUTPUT_API_URL, self.ingest.stage.url, "Ingest API base URL (SigV4, service execute-api)"),
+            (names.OUTPUT_INGEST_FUNCTION, self.ingest.ingest.function.function_name, "Ingest function"),
+            (names.OUTPUT_RELAY_FUNCTION, self.outbox.relay.function.function_name, "Relay function"),
+            (names.OUTPUT_ALARM_TOPIC, self.alarms.topic.topic_arn, "SNS topic the alarms notify"),
+        ):
+            cdk.CfnOutput(self, key, value=value, description=description)
+        acknowledge_findings(self)

@@ -1,0 +1,175 @@
+"""Operator actions on FAILED messages: `requeue` (back to PENDING, in its place) and `skip` (release a
+FIFO group from a parked entry). Each is one transaction, and records who and when (DESIGN §4.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from botocore.exceptions import ClientError
+
+from outbox.domain import EntryState, Status, epoch_millis, iso, new_time_ordered_id, utc_now
+from outbox.errors import InvalidRequest, MessageNotFound
+from outbox.schema import FAILED_INDEX, MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
+from outbox.transactions import client_request_token
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+    from outbox.settings import Settings
+
+
+class NotFailed(InvalidRequest):
+    """Only a FAILED message can be requeued or skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueResult:
+    message_id: str
+    reused_entry: bool
+    """True: the parked entry went back to READY in its place; False: a new entry was written."""
+
+
+def requeue(
+    message_id: str, *, dynamodb: DynamoDBClient, settings: Settings, actor: str, now: datetime | None = None
+) -> RequeueResult:
+    """FAILED → PENDING, and the parked entry back to READY with its attempts reset (a new entry if the
+    parked one was skipped). Raises `MessageNotFound` or `NotFailed`."""
+    moment = now or utc_now()
+    message = _failed_message(dynamodb, settings, message_id)
+    shard, entry_id = message["shard"]["S"], message["entry_id"]["S"]
+    entry = dynamodb.get_item(
+        TableName=settings.outbox_table,
+        Key={OUTBOX_PARTITION_KEY: {"S": shard}, OUTBOX_SORT_KEY: {"S": entry_id}},
+        ConsistentRead=True,
+    ).get("Item")
+    reuse = entry is not None and entry.get("state", {}).get("S") == EntryState.PARKED
+    message_update: dict[str, Any] = {
+        "TableName": settings.messages_table,
+        "Key": {MESSAGE_KEY: {"S": message_id}},
+        "UpdateExpression": (
+            "SET #status = :pending, updated_at = :now, requeued_at = :now, requeued_by = :actor, "
+            "attempts = :zero, entry_id = :entry REMOVE failed_at"
+        ),
+        "ConditionExpression": "#status = :failed",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": {
+            ":pending": {"S": Status.PENDING},
+            ":failed": {"S": Status.FAILED},
+            ":now": {"S": iso(moment)},
+            ":actor": {"S": actor},
+            ":zero": {"N": "0"},
+        },
+    }
+    if reuse:
+        message_update["ExpressionAttributeValues"][":entry"] = {"S": entry_id}
+        entry_action: TransactWriteItemTypeDef = {
+            "Update": {
+                "TableName": settings.outbox_table,
+                "Key": {OUTBOX_PARTITION_KEY: {"S": shard}, OUTBOX_SORT_KEY: {"S": entry_id}},
+                "UpdateExpression": (
+                    "SET #state = :ready, attempts = :zero, next_attempt_at = :now_ms "
+                    "REMOVE last_error, first_send_at, claim_token, lease_until"
+                ),
+                "ConditionExpression": "#state = :parked",
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": {
+                    ":ready": {"S": EntryState.READY},
+                    ":parked": {"S": EntryState.PARKED},
+                    ":zero": {"N": "0"},
+                    ":now_ms": {"N": str(epoch_millis(moment))},
+                },
+            }
+        }
+    else:
+        new_entry_id = new_time_ordered_id(epoch_millis(moment))
+        message_update["ExpressionAttributeValues"][":entry"] = {"S": new_entry_id}
+        item: dict[str, Any] = {
+            OUTBOX_PARTITION_KEY: {"S": shard},
+            OUTBOX_SORT_KEY: {"S": new_entry_id},
+            MESSAGE_KEY: {"S": message_id},
+            "state": {"S": EntryState.READY},
+            "attempts": {"N": "0"},
+            "next_attempt_at": {"N": str(epoch_millis(moment))},
+        }
+        if "group_id" in message:
+            item["group_id"] = message["group_id"]
+        entry_action = {"Put": {"TableName": settings.outbox_table, "Item": item}}
+    _transact(
+        dynamodb, [cast("TransactWriteItemTypeDef", {"Update": message_update}), entry_action], message_id
+    )
+    return RequeueResult(message_id, reused_entry=reuse)
+
+
+def skip(message_id: str, *, dynamodb: DynamoDBClient, settings: Settings, actor: str) -> None:
+    """Delete a FAILED message's parked entry so its FIFO group moves on; the message stays FAILED."""
+    message = _failed_message(dynamodb, settings, message_id)
+    now = iso(utc_now())
+    _transact(
+        dynamodb,
+        [
+            {
+                "Update": {
+                    "TableName": settings.messages_table,
+                    "Key": {MESSAGE_KEY: {"S": message_id}},
+                    "UpdateExpression": "SET skipped_at = :now, skipped_by = :actor, updated_at = :now",
+                    "ConditionExpression": "#status = :failed",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":now": {"S": now},
+                        ":actor": {"S": actor},
+                        ":failed": {"S": Status.FAILED},
+                    },
+                }
+            },
+            {
+                "Delete": {
+                    "TableName": settings.outbox_table,
+                    "Key": {
+                        OUTBOX_PARTITION_KEY: message["shard"],
+                        OUTBOX_SORT_KEY: message["entry_id"],
+                    },
+                    "ConditionExpression": "#state = :parked",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {":parked": {"S": EntryState.PARKED}},
+                }
+            },
+        ],
+        message_id,
+    )
+
+
+def failed_message_ids(dynamodb: DynamoDBClient, settings: Settings) -> Iterator[str]:
+    """Every FAILED message, from the sparse `failed` index (only FAILED items carry `failed_at`)."""
+    paginator = dynamodb.get_paginator("scan")
+    for page in paginator.paginate(TableName=settings.messages_table, IndexName=FAILED_INDEX):
+        for item in page.get("Items", []):
+            yield item[MESSAGE_KEY]["S"]
+
+
+def _failed_message(dynamodb: DynamoDBClient, settings: Settings, message_id: str) -> dict[str, Any]:
+    item = dynamodb.get_item(
+        TableName=settings.messages_table, Key={MESSAGE_KEY: {"S": message_id}}, ConsistentRead=True
+    ).get("Item")
+    if item is None:
+        raise MessageNotFound(message_id)
+    status = item["status"]["S"]
+    if status != Status.FAILED:
+        raise NotFailed("not_failed", f"message {message_id} is {status}, not FAILED", "message_id")
+    return dict(item)
+
+
+def _transact(dynamodb: DynamoDBClient, items: list[TransactWriteItemTypeDef], message_id: str) -> None:
+    try:
+        dynamodb.transact_write_items(TransactItems=items, ClientRequestToken=client_request_token(items))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            raise NotFailed(
+                "changed_concurrently",
+                f"message {message_id} changed while this ran; look again",
+                "message_id",
+            ) from exc
+        raise

@@ -1,0 +1,245 @@
+"""Sending a claim batch to SQS and classifying every entry's outcome (DESIGN §4.3).
+
+`SendMessageBatch` with at most 10 entries and 1 MiB; on FIFO at most one entry per group in a batch and a
+group's next entry only after its previous one was accepted, so a failure can never reorder a group.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from relay.entries import Entry
+from relay.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+MAX_BATCH_ENTRIES: Final = 10
+MAX_BATCH_BYTES: Final = 1_048_576
+MESSAGE_ID_ATTRIBUTE: Final = "message_id"
+_SPLIT_CODES: Final = frozenset(
+    {
+        # The batch as a whole is malformed: a relay bug, never the messages' fault.
+        "BatchRequestTooLong",
+        "InvalidBatchEntryId",
+        "BatchEntryIdsNotDistinct",
+        "TooManyEntriesInBatchRequest",
+        "EmptyBatchRequest",
+        # One message is refused and takes the call down with it: split to find it.
+        "InvalidMessageContents",
+        "InvalidParameterValue",
+        "MessageTooLong",
+        "InvalidAttributeName",
+        "InvalidAttributeValue",
+    }
+)
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    """SQS refused the entry for good (`SenderFault=true`, or alone in a refused call): poison it."""
+    FAILED = "failed"
+    """Not queued (`SenderFault=false` until retries ran out): roll back, counting an attempt."""
+    UNKNOWN = "unknown"
+    """The call failed as a whole (timeout, 5xx, reset): SQS may have queued it. Roll back, not counted."""
+    HELD_BACK = "held_back"
+    """Not sent, to keep its FIFO group in order behind an entry that was not accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    entry: Entry
+    body: str
+    attributes: dict[str, str]
+    group_id: str | None
+
+    def size(self) -> int:
+        attributes = {MESSAGE_ID_ATTRIBUTE: self.entry.message_id, **self.attributes}
+        return len(self.body.encode("utf-8")) + sum(
+            len(name) + len("String") + len(value.encode("utf-8")) for name, value in attributes.items()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    outgoing: Outgoing
+    outcome: Outcome
+    sqs_message_id: str | None = None
+    error: str | None = None
+
+
+class _EntriesFailed(Exception):
+    pass
+
+
+@dataclass
+class SendStats:
+    retries: int = 0
+    splits: int = 0
+    calls: int = 0
+    resent_after_unknown: int = 0
+    """Entries sent again after a whole call failed: SQS may now hold them twice."""
+
+
+class Sender:
+    def __init__(self, client: SQSClient, queue_url: str, *, retry_policy: RetryPolicy, fifo: bool) -> None:
+        self._client = client
+        self._queue_url = queue_url
+        self._retry_policy = retry_policy
+        self._fifo = fifo
+
+    def send(
+        self, outgoing: Sequence[Outgoing], *, deadline: Callable[[], float]
+    ) -> tuple[list[SendResult], SendStats]:
+        """Send everything that order allows; `deadline()` is the seconds left for this batch."""
+        stats = SendStats()
+        if not self._fifo:
+            return self._send_packed(list(outgoing), deadline, stats), stats
+        results: list[SendResult] = []
+        groups: OrderedDict[str, list[Outgoing]] = OrderedDict()
+        for item in outgoing:
+            groups.setdefault(item.group_id or "", []).append(item)
+        while groups:
+            heads = [queue[0] for queue in groups.values()]
+            round_results = self._send_packed(heads, deadline, stats)
+            results.extend(round_results)
+            for result in round_results:
+                group = result.outgoing.group_id or ""
+                queue = groups[group]
+                queue.pop(0)
+                if result.outcome is not Outcome.ACCEPTED:
+                    results.extend(SendResult(rest, Outcome.HELD_BACK) for rest in queue)
+                    queue.clear()
+                if not queue:
+                    del groups[group]
+        return results, stats
+
+    def _send_packed(
+        self, outgoing: list[Outgoing], deadline: Callable[[], float], stats: SendStats
+    ) -> list[SendResult]:
+        results: list[SendResult] = []
+        for batch in _pack(outgoing):
+            results.extend(self._send_batch(batch, deadline, stats))
+        return results
+
+    def _send_batch(
+        self, batch: list[Outgoing], deadline: Callable[[], float], stats: SendStats
+    ) -> list[SendResult]:
+        decided: dict[int, SendResult] = {}
+        remaining = list(batch)
+        whole_call_failed = False
+        last_error = ""
+        try:
+            for attempt in self._retry_policy.retrying(
+                budget_seconds=deadline(), retry_on=(_EntriesFailed, BotoCoreError, ClientError)
+            ):
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        stats.retries += 1
+                        if whole_call_failed:
+                            stats.resent_after_unknown += len(remaining)
+                    whole_call_failed = False
+                    try:
+                        response = self._call(remaining, stats)
+                    except ClientError as exc:
+                        code = exc.response.get("Error", {}).get("Code", "")
+                        last_error = f"SendMessageBatch: {code}"
+                        if code in _SPLIT_CODES:
+                            return [*decided.values(), *self._split(remaining, code, deadline, stats)]
+                        whole_call_failed = True
+                        raise
+                    except BotoCoreError as exc:
+                        last_error = f"SendMessageBatch: {type(exc).__name__}"
+                        whole_call_failed = True
+                        raise
+                    remaining, entry_error = _classify(response, remaining, decided)
+                    if remaining:
+                        last_error = entry_error
+                        raise _EntriesFailed
+        except (_EntriesFailed, BotoCoreError, ClientError):
+            outcome = Outcome.UNKNOWN if whole_call_failed else Outcome.FAILED
+            for item in remaining:
+                decided[id(item)] = SendResult(item, outcome, error=last_error)
+        return [decided[id(item)] for item in batch]
+
+    def _split(
+        self, batch: list[Outgoing], code: str, deadline: Callable[[], float], stats: SendStats
+    ) -> list[SendResult]:
+        if len(batch) == 1:
+            return [
+                SendResult(batch[0], Outcome.REJECTED, error=f"SendMessageBatch refused the message: {code}")
+            ]
+        stats.splits += 1
+        middle = len(batch) // 2
+        return [
+            *self._send_batch(batch[:middle], deadline, stats),
+            *self._send_batch(batch[middle:], deadline, stats),
+        ]
+
+    def _call(self, batch: list[Outgoing], stats: SendStats) -> Any:
+        entries: list[SendMessageBatchRequestEntryTypeDef] = []
+        for position, item in enumerate(batch):
+            attributes: dict[str, Any] = {
+                MESSAGE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": item.entry.message_id},
+                **{
+                    name: {"DataType": "String", "StringValue": value}
+                    for name, value in item.attributes.items()
+                },
+            }
+            entry: SendMessageBatchRequestEntryTypeDef = {
+                "Id": str(position),
+                "MessageBody": item.body,
+                "MessageAttributes": attributes,
+            }
+            if self._fifo:
+                entry["MessageGroupId"] = item.group_id or item.entry.message_id
+                entry["MessageDeduplicationId"] = item.entry.message_id
+            entries.append(entry)
+        stats.calls += 1
+        return self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+
+
+def _classify(
+    response: Any, sent: list[Outgoing], decided: dict[int, SendResult]
+) -> tuple[list[Outgoing], str]:
+    """Record each entry's per-entry result; return the entries to try again (`SenderFault=false`)
+    and the last of their errors."""
+    for success in response.get("Successful", []):
+        item = sent[int(success["Id"])]
+        decided[id(item)] = SendResult(item, Outcome.ACCEPTED, success["MessageId"])
+    again: list[Outgoing] = []
+    last_error = ""
+    for failure in response.get("Failed", []):
+        item = sent[int(failure["Id"])]
+        error = f"{failure.get('Code', 'Failed')}: {failure.get('Message', '')}".strip()
+        if failure.get("SenderFault"):
+            decided[id(item)] = SendResult(item, Outcome.REJECTED, error=error)
+        else:
+            again.append(item)
+            last_error = error
+    return again, last_error
+
+
+def _pack(outgoing: list[Outgoing]) -> list[list[Outgoing]]:
+    """Consecutive batches of at most 10 entries and 1 MiB, in order."""
+    batches: list[list[Outgoing]] = []
+    current: list[Outgoing] = []
+    size = 0
+    for item in outgoing:
+        item_size = item.size()
+        if current and (len(current) == MAX_BATCH_ENTRIES or size + item_size > MAX_BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item_size
+    if current:
+        batches.append(current)
+    return batches

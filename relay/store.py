@@ -1,0 +1,330 @@
+"""The relay's DynamoDB side: read a shard, claim, fetch payloads, finalize, roll back, poison.
+
+Transactions are built here as data and run by one method (`_transact`) that turns a cancellation into
+per-action reason codes; everything else about DynamoDB errors propagates as `ClientError`/`BotoCoreError`
+for the relay's retry layer to judge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from botocore.exceptions import ClientError
+
+from outbox.domain import EntryState, Status, iso
+from outbox.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
+from outbox.transactions import client_request_token
+from relay.entries import Entry
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+MAX_TRANSACTION_ACTIONS: Final = 100
+BATCH_GET_LIMIT: Final = 100
+SKIP_REASONS: Final = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+_CLAIM_CONDITION: Final = (
+    "attribute_exists(message_id) AND #state = :ready AND "
+    "(attribute_not_exists(claim_token) OR lease_until < :now OR claim_token = :token) AND "
+    "next_attempt_at <= :now"
+)
+
+
+class TransactionCancelled(Exception):
+    """A transaction was cancelled; `reasons[i]` is the code for action i, `items[i]` the old item if any."""
+
+    def __init__(self, reasons: list[str], items: list[dict[str, Any] | None]) -> None:
+        super().__init__(f"transaction cancelled: {reasons}")
+        self.reasons = reasons
+        self.items = items
+
+    @property
+    def retryable(self) -> bool:
+        return any(reason in {"TransactionConflict", "ThrottlingError"} for reason in self.reasons)
+
+
+@dataclass
+class FinalizeResult:
+    done: list[Entry] = field(default_factory=list)
+    """Message QUEUED and entry deleted by this call."""
+    already_moved: list[Entry] = field(default_factory=list)
+    """The message was no longer PENDING (a finalize whose response was lost, or a consumer moved it)."""
+    missing: list[Entry] = field(default_factory=list)
+    claim_lost: list[Entry] = field(default_factory=list)
+    retry: list[Entry] = field(default_factory=list)
+    """Not decided: cancelled only because another action failed, or by a conflict."""
+
+
+class OutboxStore:
+    def __init__(self, client: DynamoDBClient, *, messages_table: str, outbox_table: str) -> None:
+        self._client = client
+        self._messages_table = messages_table
+        self._outbox_table = outbox_table
+        self.calls = 0
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def query_page(
+        self, shard: str, start_key: dict[str, Any] | None, *, limit: int
+    ) -> tuple[list[Entry], dict[str, Any] | None]:
+        """One page of a shard, oldest entry first, read consistently."""
+        arguments: dict[str, Any] = {
+            "TableName": self._outbox_table,
+            "KeyConditionExpression": "#shard = :shard",
+            "ExpressionAttributeNames": {"#shard": OUTBOX_PARTITION_KEY},
+            "ExpressionAttributeValues": {":shard": {"S": shard}},
+            "ConsistentRead": True,
+            "ScanIndexForward": True,
+            "Limit": limit,
+        }
+        if start_key:
+            arguments["ExclusiveStartKey"] = start_key
+        self.calls += 1
+        response = self._client.query(**arguments)
+        entries = [Entry.from_item(item) for item in response.get("Items", [])]
+        return entries, response.get("LastEvaluatedKey")
+
+    def fetch_messages(self, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The message items (status, payload, attributes) of a claim batch, read consistently."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(message_ids))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            keys: list[dict[str, Any]] = [
+                {MESSAGE_KEY: {"S": mid}} for mid in unique[start : start + BATCH_GET_LIMIT]
+            ]
+            request: dict[str, Any] = {
+                self._messages_table: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "message_id, #status, payload, #attributes, group_id",
+                    "ExpressionAttributeNames": {"#status": "status", "#attributes": "attributes"},
+                }
+            }
+            while request:
+                self.calls += 1
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._messages_table, []):
+                    found[item[MESSAGE_KEY]["S"]] = dict(item)
+                request = dict(response.get("UnprocessedKeys") or {})
+        return found
+
+    # -- claiming ----------------------------------------------------------------------------------
+
+    def claim(
+        self, entries: Sequence[Entry], *, token: str, now_ms: int, lease_until_ms: int
+    ) -> tuple[list[Entry], list[Entry]]:
+        """Claim entries in one transaction; returns (claimed, refused). An action cancelled because it
+        failed its condition or conflicted is refused (skip it); the others are tried again without it."""
+        pending = list(entries)
+        refused: list[Entry] = []
+        while pending:
+            items = [self._claim_action(entry, token, now_ms, lease_until_ms) for entry in pending]
+            try:
+                self._transact(items)
+            except TransactionCancelled as cancelled:
+                failed = {i for i, reason in enumerate(cancelled.reasons) if reason in SKIP_REASONS}
+                if not failed:
+                    raise
+                refused.extend(entry for i, entry in enumerate(pending) if i in failed)
+                pending = [entry for i, entry in enumerate(pending) if i not in failed]
+                continue
+            return pending, refused
+        return [], refused
+
+    def _claim_action(
+        self, entry: Entry, token: str, now_ms: int, lease_until_ms: int
+    ) -> TransactWriteItemTypeDef:
+        return {
+            "Update": {
+                "TableName": self._outbox_table,
+                "Key": entry.key,
+                "UpdateExpression": (
+                    "SET claim_token = :token, lease_until = :lease, "
+                    "first_send_at = if_not_exists(first_send_at, :now)"
+                ),
+                "ConditionExpression": _CLAIM_CONDITION,
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": {
+                    ":token": {"S": token},
+                    ":lease": {"N": str(lease_until_ms)},
+                    ":now": {"N": str(now_ms)},
+                    ":ready": {"S": EntryState.READY},
+                },
+            }
+        }
+
+    # -- after sending -----------------------------------------------------------------------------
+
+    def finalize(self, sent: Sequence[tuple[Entry, str]], *, token: str, now: datetime) -> FinalizeResult:
+        """One transaction: each message PENDING→QUEUED (nothing else changes) and its entry deleted while
+        still ours. A cancellation is decided per message from its reasons (DESIGN §4.4)."""
+        result = FinalizeResult()
+        if not sent:
+            return result
+        items: list[TransactWriteItemTypeDef] = []
+        for entry, sqs_message_id in sent:
+            items.append(self._queue_message_action(entry, sqs_message_id, now))
+            items.append(self._delete_entry_action(entry, token))
+        try:
+            self._transact(items)
+        except TransactionCancelled as cancelled:
+            for index, (entry, _) in enumerate(sent):
+                message_reason, entry_reason = cancelled.reasons[2 * index], cancelled.reasons[2 * index + 1]
+                if message_reason == "ConditionalCheckFailed":
+                    old = cancelled.items[2 * index]
+                    (result.already_moved if old else result.missing).append(entry)
+                elif entry_reason == "ConditionalCheckFailed":
+                    result.claim_lost.append(entry)
+                else:
+                    result.retry.append(entry)
+            return result
+        result.done.extend(entry for entry, _ in sent)
+        return result
+
+    def _queue_message_action(
+        self, entry: Entry, sqs_message_id: str, now: datetime
+    ) -> TransactWriteItemTypeDef:
+        return {
+            "Update": {
+                "TableName": self._messages_table,
+                "Key": {MESSAGE_KEY: {"S": entry.message_id}},
+                "UpdateExpression": (
+                    "SET #status = :queued, queued_at = :now, updated_at = :now, sqs_message_id = :sqs"
+                ),
+                "ConditionExpression": "#status = :pending",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":queued": {"S": Status.QUEUED},
+                    ":pending": {"S": Status.PENDING},
+                    ":now": {"S": iso(now)},
+                    ":sqs": {"S": sqs_message_id},
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _delete_entry_action(self, entry: Entry, token: str) -> TransactWriteItemTypeDef:
+        return {
+            "Delete": {
+                "TableName": self._outbox_table,
+                "Key": entry.key,
+                "ConditionExpression": "claim_token = :token",
+                "ExpressionAttributeValues": {":token": {"S": token}},
+            }
+        }
+
+    def delete_entry(self, entry: Entry, *, token: str) -> bool:
+        """Delete an entry if it is still ours; False if the claim was lost."""
+        try:
+            self.calls += 1
+            self._client.delete_item(
+                TableName=self._outbox_table,
+                Key=entry.key,
+                ConditionExpression="claim_token = :token",
+                ExpressionAttributeValues={":token": {"S": token}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(
+        self, entry: Entry, *, token: str, attempts: int, next_attempt_at_ms: int, error: str | None
+    ) -> bool:
+        """Undo a claim: the entry is claimable again at `next_attempt_at_ms`. The message item is not
+        touched. False if the claim was lost meanwhile."""
+        expression = "REMOVE claim_token, lease_until SET attempts = :attempts, next_attempt_at = :next"
+        values: dict[str, Any] = {
+            ":token": {"S": token},
+            ":attempts": {"N": str(attempts)},
+            ":next": {"N": str(next_attempt_at_ms)},
+        }
+        if error is not None:
+            expression += ", last_error = :error"
+            values[":error"] = {"S": error[:1000]}
+        try:
+            self.calls += 1
+            self._client.update_item(
+                TableName=self._outbox_table,
+                Key=entry.key,
+                UpdateExpression=expression,
+                ConditionExpression="claim_token = :token",
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def poison(self, entry: Entry, *, token: str, attempts: int, error: str, now: datetime) -> bool:
+        """One transaction: message PENDING→FAILED with the error, entry PARKED in its place."""
+        stamp = iso(now)
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Update": {
+                    "TableName": self._messages_table,
+                    "Key": {MESSAGE_KEY: {"S": entry.message_id}},
+                    "UpdateExpression": (
+                        "SET #status = :failed, last_error = :error, failed_at = :now, updated_at = :now, "
+                        "attempts = :attempts"
+                    ),
+                    "ConditionExpression": "#status = :pending",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":failed": {"S": Status.FAILED},
+                        ":pending": {"S": Status.PENDING},
+                        ":error": {"S": error[:1000]},
+                        ":now": {"S": stamp},
+                        ":attempts": {"N": str(attempts)},
+                    },
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._outbox_table,
+                    "Key": entry.key,
+                    "UpdateExpression": (
+                        "SET #state = :parked, last_error = :error, attempts = :attempts "
+                        "REMOVE claim_token, lease_until"
+                    ),
+                    "ConditionExpression": "claim_token = :token",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {
+                        ":parked": {"S": EntryState.PARKED},
+                        ":error": {"S": error[:1000]},
+                        ":token": {"S": token},
+                        ":attempts": {"N": str(attempts)},
+                    },
+                }
+            },
+        ]
+        try:
+            self._transact(items)
+        except TransactionCancelled as cancelled:
+            if cancelled.retryable:
+                raise
+            return False
+        return True
+
+    # -- one adapter for every transaction ---------------------------------------------------------
+
+    def _transact(self, items: list[TransactWriteItemTypeDef]) -> None:
+        self.calls += 1
+        try:
+            self._client.transact_write_items(
+                TransactItems=items, ClientRequestToken=client_request_token(items)
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            raw: list[Any] = list(exc.response.get("CancellationReasons", []))
+            raw += [{}] * (len(items) - len(raw))
+            reasons = [str(reason.get("Code") or "None") for reason in raw]
+            old_items = [dict(reason["Item"]) if reason.get("Item") else None for reason in raw]
+            raise TransactionCancelled(reasons, old_items) from exc

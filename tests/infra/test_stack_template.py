@@ -1,0 +1,468 @@
+"""The synthesized template, resource by resource: what DESIGN §7 asks of each one, pinned."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from infra import names
+from infra.config import PLACEHOLDER_MESSAGES_TABLE
+from outbox.schema import (
+    DLQ_MAX_RECEIVE_COUNT,
+    FAILED_INDEX,
+    MESSAGE_KEY,
+    OUTBOX_PARTITION_KEY,
+    QUEUE_MAX_MESSAGE_BYTES,
+    TTL_ATTRIBUTE,
+    messages_table_definition,
+    outbox_table_definition,
+)
+from outbox.settings import Settings
+from tests.infra.stack_support import VARIANT_TOPIC_ARN, Synthesized
+
+
+@pytest.fixture(scope="module")
+def template(synthesized: Synthesized) -> Template:
+    return Template.from_json(synthesized.template)
+
+
+def _table(synth: Synthesized, partition_key: str) -> str:
+    for key, value in synth.of_type("AWS::DynamoDB::Table").items():
+        if value["Properties"]["KeySchema"][0]["AttributeName"] == partition_key:
+            return key
+    raise AssertionError(f"no table keyed on {partition_key}")
+
+
+def _function(synth: Synthesized, handler: str) -> dict[str, Any]:
+    functions = [
+        f for f in synth.of_type("AWS::Lambda::Function").values() if f["Properties"]["Handler"] == handler
+    ]
+    assert len(functions) == 1
+    return functions[0]
+
+
+def _queues(synth: Synthesized) -> tuple[str, str]:
+    """(queue, dead-letter queue): the queue is the one with a redrive policy."""
+    queues = synth.of_type("AWS::SQS::Queue")
+    (queue,) = [key for key, value in queues.items() if "RedrivePolicy" in value["Properties"]]
+    (dlq,) = [key for key in queues if key != queue]
+    return queue, dlq
+
+
+def _arn(logical_id: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+# --- tables ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("partition_key", "definition"),
+    [(MESSAGE_KEY, messages_table_definition), (OUTBOX_PARTITION_KEY, outbox_table_definition)],
+)
+def test_tables_are_built_from_the_schema_module(
+    synthesized: Synthesized, partition_key: str, definition: Any
+) -> None:
+    properties = synthesized.resources[_table(synthesized, partition_key)]["Properties"]
+    expected = definition("ignored")
+    assert properties["KeySchema"] == expected["KeySchema"]
+    assert properties["AttributeDefinitions"] == expected["AttributeDefinitions"]
+    assert properties.get("GlobalSecondaryIndexes", []) == expected.get("GlobalSecondaryIndexes", [])
+    assert properties["BillingMode"] == expected["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_failed_index_is_sparse_keys_only(synthesized: Synthesized) -> None:
+    messages = synthesized.resources[_table(synthesized, MESSAGE_KEY)]["Properties"]
+    (index,) = messages["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == FAILED_INDEX
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_tables_are_on_demand_recoverable_encrypted_and_retained(template: Template) -> None:
+    template.resource_count_is("AWS::DynamoDB::Table", 2)
+    template.all_resources(
+        "AWS::DynamoDB::Table",
+        {
+            "Properties": Match.object_like(
+                {
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                    # AWS-owned KMS key (aws/dynamodb): encrypted, and callers need no kms:* grants.
+                    "SSESpecification": {"SSEEnabled": True},
+                    "DeletionProtectionEnabled": True,
+                }
+            ),
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+        },
+    )
+
+
+def test_ttl_on_messages_only(synthesized: Synthesized) -> None:
+    messages = synthesized.resources[_table(synthesized, MESSAGE_KEY)]["Properties"]
+    outbox = synthesized.resources[_table(synthesized, OUTBOX_PARTITION_KEY)]["Properties"]
+    assert messages["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert "TimeToLiveSpecification" not in outbox  # entries are deleted when relayed
+
+
+# --- queues ----------------------------------------------------------------------------------------------
+
+
+def test_queue_and_dead_letter_queue(synthesized: Synthesized, template: Template) -> None:
+    template.resource_count_is("AWS::SQS::Queue", 2)
+    template.all_resources_properties(
+        "AWS::SQS::Queue",
+        {
+            "MaximumMessageSize": QUEUE_MAX_MESSAGE_BYTES,
+            "MessageRetentionPeriod": 14 * 24 * 3600,
+            "SqsManagedSseEnabled": True,
+        },
+    )
+    queue, dlq = _queues(synthesized)
+    assert synthesized.resources[queue]["Properties"]["RedrivePolicy"] == {
+        "deadLetterTargetArn": _arn(dlq),
+        "maxReceiveCount": DLQ_MAX_RECEIVE_COUNT,
+    }
+    for key in (queue, dlq):
+        assert "FifoQueue" not in synthesized.resources[key]["Properties"]
+        assert synthesized.resources[key]["DeletionPolicy"] == "Retain"
+
+
+def test_queues_refuse_unencrypted_transport(synthesized: Synthesized) -> None:
+    policies = synthesized.of_type("AWS::SQS::QueuePolicy").values()
+    protected = set()
+    for policy in policies:
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Effect"] == "Deny"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        protected.add(statement["Resource"]["Fn::GetAtt"][0])
+    assert protected == set(synthesized.of_type("AWS::SQS::Queue"))
+
+
+# --- functions -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.RELAY_HANDLER])
+def test_functions_runtime_architecture_and_own_log_group(synthesized: Synthesized, handler: str) -> None:
+    properties = _function(synthesized, handler)["Properties"]
+    assert properties["Runtime"] == "python3.13"
+    assert properties["Architectures"] == ["arm64"]
+    log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+    assert synthesized.resources[log_group]["Properties"]["RetentionInDays"] == 30
+    assert synthesized.resources[log_group]["DeletionPolicy"] == "Retain"
+
+
+def test_only_the_two_functions_and_no_log_retention_custom_resource(synthesized: Synthesized) -> None:
+    handlers = {f["Properties"]["Handler"] for f in synthesized.of_type("AWS::Lambda::Function").values()}
+    assert handlers == {names.INGEST_HANDLER, names.RELAY_HANDLER}
+    assert not [v for v in synthesized.resources.values() if v["Type"].startswith("Custom::")]
+
+
+def test_both_functions_share_one_asset(synthesized: Synthesized) -> None:
+    codes = {json_key(f["Properties"]["Code"]) for f in synthesized.of_type("AWS::Lambda::Function").values()}
+    assert len(codes) == 1
+
+
+def json_key(value: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(value.items()))
+
+
+@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.RELAY_HANDLER])
+def test_environment_is_exactly_what_settings_reads(synthesized: Synthesized, handler: str) -> None:
+    variables = _function(synthesized, handler)["Properties"]["Environment"]["Variables"]
+    assert set(variables) == {field.name.upper() for field in dataclasses.fields(Settings)}
+    assert variables["MESSAGES_TABLE"] == {"Ref": _table(synthesized, MESSAGE_KEY)}
+    assert variables["OUTBOX_TABLE"] == {"Ref": _table(synthesized, OUTBOX_PARTITION_KEY)}
+    queue, _ = _queues(synthesized)
+    assert variables["QUEUE_URL"] == {"Ref": queue}
+    resolved = {
+        **variables,
+        "MESSAGES_TABLE": PLACEHOLDER_MESSAGES_TABLE,
+        "OUTBOX_TABLE": "t",
+        "QUEUE_URL": "https://sqs/q",
+    }
+    assert Settings.from_env(resolved) == dataclasses.replace(
+        synthesized.config.settings,
+        messages_table=PLACEHOLDER_MESSAGES_TABLE,
+        outbox_table="t",
+        queue_url="https://sqs/q",
+    )
+
+
+def test_relay_timeout_fits_lease_and_schedule(synthesized: Synthesized) -> None:
+    properties = _function(synthesized, names.RELAY_HANDLER)["Properties"]
+    variables = properties["Environment"]["Variables"]
+    assert properties["Timeout"] == 60
+    assert properties["Timeout"] <= int(variables["LEASE_SECONDS"])  # a live run never holds an expired lease
+    assert properties["Timeout"] <= int(variables["SCHEDULE_SECONDS"])  # runs do not pile up
+    ingest = _function(synthesized, names.INGEST_HANDLER)["Properties"]
+    assert ingest["Timeout"] < 30  # API Gateway's integration timeout
+
+
+# --- IAM -------------------------------------------------------------------------------------------------
+
+
+def _statements(synthesized: Synthesized, handler: str) -> list[dict[str, Any]]:
+    role = _function(synthesized, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
+    role_properties = synthesized.resources[role]["Properties"]
+    assert "ManagedPolicyArns" not in role_properties
+    assert "Policies" not in role_properties
+    assert role_properties["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}
+    ]
+    policies = [
+        p
+        for p in synthesized.of_type("AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+    ]
+    return [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def _log_group_of(synthesized: Synthesized, handler: str) -> str:
+    ref: str = _function(synthesized, handler)["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    return ref
+
+
+def test_ingest_permissions_are_pinned(synthesized: Synthesized) -> None:
+    messages, outbox = _table(synthesized, MESSAGE_KEY), _table(synthesized, OUTBOX_PARTITION_KEY)
+    assert _statements(synthesized, names.INGEST_HANDLER) == [
+        {
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Effect": "Allow",
+            "Resource": _arn(_log_group_of(synthesized, names.INGEST_HANDLER)),
+        },
+        {
+            "Action": ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem"],
+            "Effect": "Allow",
+            "Resource": _arn(messages),
+        },
+        {"Action": "dynamodb:PutItem", "Effect": "Allow", "Resource": _arn(outbox)},
+    ]
+
+
+def test_relay_permissions_are_pinned(synthesized: Synthesized) -> None:
+    messages, outbox = _table(synthesized, MESSAGE_KEY), _table(synthesized, OUTBOX_PARTITION_KEY)
+    queue, _ = _queues(synthesized)
+    assert _statements(synthesized, names.RELAY_HANDLER) == [
+        {
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Effect": "Allow",
+            "Resource": _arn(_log_group_of(synthesized, names.RELAY_HANDLER)),
+        },
+        {
+            "Action": [
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ],
+            "Effect": "Allow",
+            "Resource": _arn(outbox),
+        },
+        {
+            "Action": [
+                "dynamodb:BatchGetItem",
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+            ],
+            "Effect": "Allow",
+            "Resource": _arn(messages),
+        },
+        {"Action": ["sqs:GetQueueAttributes", "sqs:SendMessage"], "Effect": "Allow", "Resource": _arn(queue)},
+    ]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    return []
+
+
+def test_no_wildcard_grants_anywhere(synthesized: Synthesized) -> None:
+    """No Allow statement has `*` in an action or a resource (Deny-unless-TLS statements may)."""
+    documents = [
+        value["Properties"].get(key)
+        for value in synthesized.resources.values()
+        for key in ("PolicyDocument", "AssumeRolePolicyDocument")
+        if value["Type"].startswith(("AWS::IAM::", "AWS::SQS::", "AWS::SNS::"))
+    ]
+    allows = [s for doc in documents if doc for s in doc["Statement"] if s["Effect"] == "Allow"]
+    assert allows
+    for statement in allows:
+        assert not [a for a in _strings(statement.get("Action")) if "*" in a], statement
+        assert not [r for r in _strings(statement.get("Resource", [])) if "*" in r], statement
+
+
+# --- schedule --------------------------------------------------------------------------------------------
+
+
+def test_relay_schedule_never_retries(synthesized: Synthesized, template: Template) -> None:
+    relay = next(
+        key
+        for key, f in synthesized.of_type("AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == names.RELAY_HANDLER
+    )
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": "rate(1 minute)",
+            "State": "ENABLED",
+            "Targets": [
+                Match.object_like(
+                    {
+                        "Arn": _arn(relay),
+                        "RetryPolicy": {"MaximumEventAgeInSeconds": 60, "MaximumRetryAttempts": 0},
+                    }
+                )
+            ],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {"FunctionName": {"Ref": relay}, "MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60},
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {"Action": "lambda:InvokeFunction", "FunctionName": _arn(relay), "Principal": "events.amazonaws.com"},
+    )
+
+
+# --- API -------------------------------------------------------------------------------------------------
+
+
+def test_api_routes_require_iam(synthesized: Synthesized) -> None:
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in synthesized.of_type("AWS::ApiGatewayV2::Route").values()
+    }
+    assert set(routes) == {"POST /messages", "GET /messages/{message_id}"}
+    assert {route["AuthorizationType"] for route in routes.values()} == {"AWS_IAM"}
+    (integration,) = synthesized.of_type("AWS::ApiGatewayV2::Integration").values()
+    ingest = next(
+        key
+        for key, f in synthesized.of_type("AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == names.INGEST_HANDLER
+    )
+    assert integration["Properties"]["IntegrationUri"] == _arn(ingest)
+    assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
+
+
+def test_api_stage_logs_and_throttles(synthesized: Synthesized) -> None:
+    (stage,) = synthesized.of_type("AWS::ApiGatewayV2::Stage").values()
+    properties = stage["Properties"]
+    assert properties["StageName"] == "$default"
+    assert properties["AutoDeploy"] is True
+    assert properties["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 200, "ThrottlingRateLimit": 100}
+    log_group = properties["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert synthesized.resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert "$context.identity.userArn" in properties["AccessLogSettings"]["Format"]
+
+
+# --- alarms ----------------------------------------------------------------------------------------------
+
+
+def test_alarms_watch_the_relay_metrics_queue_and_api(synthesized: Synthesized) -> None:
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
+    }
+    assert set(alarms) == {
+        names.OLDEST_PENDING_METRIC,
+        names.POISONED_METRIC,
+        "Errors",
+        "ApproximateNumberOfMessagesVisible",
+        "5xx",
+    }
+    relay_dimension = [{"Name": "service", "Value": names.RELAY_SERVICE}]
+    oldest = alarms[names.OLDEST_PENDING_METRIC]
+    assert (oldest["Namespace"], oldest["Dimensions"], oldest["Statistic"]) == (
+        "Outbox",
+        relay_dimension,
+        "Maximum",
+    )
+    assert oldest["TreatMissingData"] == "breaching"  # a relay that stopped reporting is alarming
+    assert oldest["Threshold"] == 600
+    poisoned = alarms[names.POISONED_METRIC]
+    assert (poisoned["Namespace"], poisoned["Dimensions"], poisoned["Statistic"]) == (
+        "Outbox",
+        relay_dimension,
+        "Sum",
+    )
+    assert alarms["Errors"]["Namespace"] == "AWS/Lambda"
+    assert alarms["ApproximateNumberOfMessagesVisible"]["Namespace"] == "AWS/SQS"
+    assert alarms["5xx"]["Namespace"] == "AWS/ApiGateway"
+    (topic,) = synthesized.of_type("AWS::SNS::Topic")
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic}]
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_alarm_topic_refuses_unencrypted_transport(synthesized: Synthesized) -> None:
+    (policy,) = synthesized.of_type("AWS::SNS::TopicPolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# --- outputs and context switches ------------------------------------------------------------------------
+
+
+def test_outputs(synthesized: Synthesized) -> None:
+    assert set(synthesized.template["Outputs"]) == {
+        names.OUTPUT_MESSAGES_TABLE,
+        names.OUTPUT_OUTBOX_TABLE,
+        names.OUTPUT_QUEUE_URL,
+        names.OUTPUT_DLQ_URL,
+        names.OUTPUT_API_URL,
+        names.OUTPUT_INGEST_FUNCTION,
+        names.OUTPUT_RELAY_FUNCTION,
+        names.OUTPUT_ALARM_TOPIC,
+    }
+
+
+def test_default_account_and_region(synthesized: Synthesized) -> None:
+    code = _function(synthesized, names.RELAY_HANDLER)["Properties"]["Code"]
+    assert code["S3Bucket"] == "cdk-hnb659fds-assets-123456789012-us-east-1"
+
+
+def test_variant_fifo_queues(variant: Synthesized) -> None:
+    queues = variant.of_type("AWS::SQS::Queue").values()
+    assert [q["Properties"].get("FifoQueue") for q in queues] == [True, True]
+    assert all(q["DeletionPolicy"] == "Delete" for q in queues)
+
+
+def test_variant_settings_reach_the_functions(variant: Synthesized) -> None:
+    relay = _function(variant, names.RELAY_HANDLER)["Properties"]
+    variables = relay["Environment"]["Variables"]
+    assert (variables["OUTBOX_SHARDS"], variables["MAX_ATTEMPTS"], variables["SCHEDULE_SECONDS"]) == (
+        "4",
+        "3",
+        "120",
+    )
+    assert relay["Timeout"] == 60  # bounded by LEASE_SECONDS, not by the longer period
+    (rule,) = variant.of_type("AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(2 minutes)"
+    assert variant.config.region == "eu-west-1"
+    assert relay["Code"]["S3Bucket"] == "cdk-hnb659fds-assets-123456789012-eu-west-1"
+
+
+def test_variant_destroy_policy(variant: Synthesized) -> None:
+    for table in variant.of_type("AWS::DynamoDB::Table").values():
+        assert table["DeletionPolicy"] == "Delete"
+        assert table["Properties"]["DeletionProtectionEnabled"] is False
+    for group in variant.of_type("AWS::Logs::LogGroup").values():
+        assert group["DeletionPolicy"] == "Delete"
+
+
+def test_variant_uses_the_given_alarm_topic(variant: Synthesized) -> None:
+    assert not variant.of_type("AWS::SNS::Topic")
+    for alarm in variant.of_type("AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [VARIANT_TOPIC_ARN]

@@ -1,0 +1,154 @@
+"""The relay against moto in-process: what it stores and what arrives in SQS."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from outbox.clients import dynamodb_client, sqs_client
+from outbox.domain import Status
+from outbox.local.queue import message_id_of
+from outbox.testing.faults import Crash, CrashAfter
+from tests.conftest import (
+    FakeClock,
+    Outbox,
+    ingest_messages,
+    make_relay,
+    receive_all,
+    run_relay,
+)
+
+FINALIZED_FIELDS = {"status", "queued_at", "sqs_message_id", "updated_at"}
+
+
+def test_a_run_queues_every_message_and_empties_the_outbox(outbox: Outbox) -> None:
+    ids = ingest_messages(outbox, 30)
+    before = {mid: outbox.message(mid) for mid in ids}
+
+    summary = run_relay(make_relay(outbox))
+
+    assert (summary.sent, summary.rolled_back, summary.poisoned, summary.drained) == (30, 0, 0, True)
+    assert outbox.entries() == []
+    received = receive_all(outbox.resources.queue_url)
+    assert sorted(message_id_of(m) for m in received) == sorted(ids)
+    for sqs_message in received:
+        message_id = message_id_of(sqs_message)
+        item = outbox.message(message_id)
+        assert item is not None
+        assert item["status"] == {"S": Status.QUEUED}
+        assert item["sqs_message_id"] == {"S": sqs_message["MessageId"]}
+        assert item["queued_at"]["S"].endswith("Z")
+        assert sqs_message["Body"] == before[message_id]["payload"]["S"]  # type: ignore[index]
+        assert sqs_message["MessageAttributes"]["origin"]["StringValue"] == "test"
+        # Metadata preservation: nothing but the four finalize fields changed.
+        old = before[message_id]
+        assert old is not None
+        assert {k: v for k, v in item.items() if k not in FINALIZED_FIELDS} == {
+            k: v for k, v in old.items() if k not in FINALIZED_FIELDS
+        }
+
+
+def test_an_empty_outbox_is_a_quiet_drained_run(outbox: Outbox) -> None:
+    summary = run_relay(make_relay(outbox))
+    assert (summary.sent, summary.drained, summary.oldest_pending_age_seconds) == (0, True, 0.0)
+
+
+def test_a_message_no_longer_pending_is_never_flipped_or_sent(outbox: Outbox) -> None:
+    moved, pending = ingest_messages(outbox, 2)
+    dynamodb_client().update_item(
+        TableName=outbox.resources.messages_table,
+        Key={"message_id": {"S": moved}},
+        UpdateExpression="SET #s = :p",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":p": {"S": Status.PROCESSING}},
+    )
+
+    summary = run_relay(make_relay(outbox))
+
+    assert (summary.sent, summary.stale) == (1, 1)
+    assert outbox.message(moved)["status"] == {"S": Status.PROCESSING}  # type: ignore[index]
+    assert outbox.message(pending)["status"] == {"S": Status.QUEUED}  # type: ignore[index]
+    assert [message_id_of(m) for m in receive_all(outbox.resources.queue_url)] == [pending]
+    assert outbox.entries() == []
+
+
+def test_oldest_pending_age_is_reported(outbox: Outbox) -> None:
+    ingest_messages(outbox, 3)
+    clock = FakeClock()
+    clock.advance(90)
+    summary = run_relay(make_relay(outbox, clock))
+    assert summary.oldest_pending_age_seconds >= 89
+
+
+def test_deadline_stops_between_batches_and_leaves_no_half_state(outbox: Outbox) -> None:
+    ids = ingest_messages(outbox, 40)
+    relay = make_relay(outbox, claim_batch_size=5, parallel_shards=1, batch_margin_seconds=0.0)
+
+    summary = relay.run(time.monotonic() + 0.05)  # time for a batch or two, not for 40 messages
+
+    assert not summary.drained
+    assert 0 < summary.sent < 40
+    entries = outbox.entries()
+    assert all("claim_token" not in entry for entry in entries)  # every claim finalized or given back
+    with_entry = {entry["message_id"]["S"] for entry in entries}
+    for message_id in ids:
+        status = outbox.message(message_id)["status"]["S"]  # type: ignore[index]
+        assert (status == Status.PENDING) == (message_id in with_entry)
+    assert run_relay(relay).sent == 40 - summary.sent
+
+
+def test_a_relay_started_past_its_deadline_does_nothing(outbox: Outbox) -> None:
+    ingest_messages(outbox, 3)
+    summary = make_relay(outbox).run(time.monotonic() - 1)
+    assert (summary.sent, summary.drained) == (0, False)
+    assert len(outbox.entries()) == 3
+
+
+def _crash_run(outbox: Outbox, operation: str, when: str | None) -> None:
+    CrashAfter(dynamodb_client() if operation == "TransactWriteItems" else sqs_client(), operation, when=when)
+    try:
+        run_relay(make_relay(outbox, parallel_shards=1))
+    except Crash:
+        return
+    raise AssertionError("the run did not crash")
+
+
+def _after_crash_the_next_run_completes(outbox: Outbox, ids: list[str]) -> list[str]:
+    clock = FakeClock()
+    clock.advance(outbox.settings.lease_seconds + 1)  # the dead run's leases have expired
+    summary = run_relay(make_relay(outbox, clock))
+    assert summary.drained
+    assert outbox.entries() == []
+    assert all(outbox.message(mid)["status"] == {"S": Status.QUEUED} for mid in ids)  # type: ignore[index]
+    received = [message_id_of(m) for m in receive_all(outbox.resources.queue_url)]
+    assert set(received) == set(ids)
+    return received
+
+
+def test_crash_after_claim_loses_nothing_and_sends_once(outbox: Outbox) -> None:
+    ids = ingest_messages(outbox, 12)
+    _crash_run(outbox, "TransactWriteItems", when="claim_token = :token, lease_until")
+    received = _after_crash_the_next_run_completes(outbox, ids)
+    assert sorted(received) == sorted(ids)
+
+
+def test_crash_after_send_resends_only_what_was_sent(outbox: Outbox) -> None:
+    ids = ingest_messages(outbox, 12)
+    _crash_run(outbox, "SendMessageBatch", when=None)
+    received = _after_crash_the_next_run_completes(outbox, ids)
+    duplicates = len(received) - len(set(received))
+    assert 1 <= duplicates <= 10  # the one batch sent before the crash, resent with the same message_id
+
+
+def test_crash_after_finalize_sends_once(outbox: Outbox) -> None:
+    ids = ingest_messages(outbox, 12)
+    _crash_run(outbox, "TransactWriteItems", when='"Delete"')
+    received = _after_crash_the_next_run_completes(outbox, ids)
+    assert sorted(received) == sorted(ids)
+
+
+def test_summary_is_json_ready(outbox: Outbox) -> None:
+    ingest_messages(outbox, 2)
+    summary = run_relay(make_relay(outbox)).as_dict()
+    assert json.loads(json.dumps(summary))["sent"] == 2
+    assert {"sent", "rolled_back", "poisoned", "retries", "duplicates_possible", "drained"} <= set(summary)

@@ -1,0 +1,242 @@
+"""The relay under injected faults, on the moto server over HTTP with the strict contract on."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from outbox.clients import dynamodb_client, sqs_client
+from outbox.domain import EntryState, Status, shard_for
+from outbox.local.queue import message_id_of
+from outbox.testing.faults import FaultInjector, FaultKind
+from relay import admin
+from relay.entries import RunSummary
+from tests.conftest import (
+    FakeClock,
+    Outbox,
+    ingest_messages,
+    make_relay,
+    receive_all,
+    run_relay,
+)
+
+pytestmark = pytest.mark.server
+
+
+def _entry_of(outbox: Outbox, message_id: str) -> dict[str, object] | None:
+    return next((e for e in outbox.entries() if e["message_id"]["S"] == message_id), None)
+
+
+def test_failed_send_rolls_back_the_claim_and_leaves_the_message_exactly_as_it_was(
+    server_outbox: Outbox,
+) -> None:
+    (message_id,) = ingest_messages(server_outbox, 1)
+    before = server_outbox.message(message_id)
+    faults = FaultInjector(sqs_client()).add("SendMessageBatch", FaultKind.ENTRY_FAILURE, times=None)
+    clock = FakeClock()
+
+    summary = run_relay(make_relay(server_outbox, clock))
+
+    assert (summary.sent, summary.rolled_back) == (0, 1)
+    assert summary.retries >= 1  # tenacity re-sent the failed entry before giving up
+    assert server_outbox.message(message_id) == before  # whole item unchanged
+    entry = _entry_of(server_outbox, message_id)
+    assert entry is not None
+    assert "claim_token" not in entry
+    assert "lease_until" not in entry
+    assert entry["attempts"] == {"N": "1"}
+    assert "InternalError" in entry["last_error"]["S"]  # type: ignore[index]
+    assert int(entry["next_attempt_at"]["N"]) > int(entry["first_send_at"]["N"])  # type: ignore[index]
+    assert receive_all(server_outbox.resources.queue_url) == []
+
+    faults.clear()
+    assert run_relay(make_relay(server_outbox, clock)).sent == 0  # backing off: not yet
+    clock.advance(server_outbox.settings.max_backoff_seconds + 1)
+    assert run_relay(make_relay(server_outbox, clock)).sent == 1
+    assert server_outbox.message(message_id)["status"] == {"S": Status.QUEUED}  # type: ignore[index]
+    assert [message_id_of(m) for m in receive_all(server_outbox.resources.queue_url)] == [message_id]
+
+
+def test_an_entry_that_always_fails_is_poisoned_after_max_attempts_and_requeue_delivers_it(
+    server_outbox: Outbox,
+) -> None:
+    (message_id,) = ingest_messages(server_outbox, 1)
+    faults = FaultInjector(sqs_client()).add("SendMessageBatch", FaultKind.ENTRY_FAILURE, times=None)
+    clock = FakeClock()
+    runs: list[RunSummary] = []
+    for _ in range(server_outbox.settings.max_attempts):
+        runs.append(run_relay(make_relay(server_outbox, clock)))
+        clock.advance(server_outbox.settings.max_backoff_seconds + 1)
+
+    assert sum(run.rolled_back for run in runs) == server_outbox.settings.max_attempts - 1
+    assert sum(run.poisoned for run in runs) == 1
+    message = server_outbox.message(message_id)
+    assert message is not None
+    assert message["status"] == {"S": Status.FAILED}
+    assert "InternalError" in message["last_error"]["S"]
+    assert "failed_at" in message
+    entry = _entry_of(server_outbox, message_id)
+    assert entry is not None
+    assert entry["state"] == {"S": EntryState.PARKED}
+
+    assert list(admin.failed_message_ids(dynamodb_client(), server_outbox.settings)) == [message_id]
+    result = admin.requeue(
+        message_id, dynamodb=dynamodb_client(), settings=server_outbox.settings, actor="test"
+    )
+    assert result.reused_entry
+    requeued = server_outbox.message(message_id)
+    assert requeued is not None
+    assert requeued["status"] == {"S": Status.PENDING}
+    assert requeued["requeued_by"] == {"S": "test"}
+    assert "failed_at" not in requeued
+
+    faults.clear()
+    assert run_relay(make_relay(server_outbox, clock)).sent == 1
+    assert server_outbox.message(message_id)["status"] == {"S": Status.QUEUED}  # type: ignore[index]
+    assert [message_id_of(m) for m in receive_all(server_outbox.resources.queue_url)] == [message_id]
+
+
+def test_a_definite_rejection_poisons_at_once(server_outbox: Outbox) -> None:
+    rejected, fine = ingest_messages(server_outbox, 2)
+    FaultInjector(sqs_client()).add("SendMessageBatch", FaultKind.ENTRY_REJECTED, when=rejected, times=None)
+
+    summary = run_relay(make_relay(server_outbox))
+
+    assert (summary.poisoned, summary.sent) == (1, 1)
+    assert server_outbox.message(rejected)["status"] == {"S": Status.FAILED}  # type: ignore[index]
+    assert server_outbox.message(fine)["status"] == {"S": Status.QUEUED}  # type: ignore[index]
+
+
+def test_whole_call_failures_are_unknown_outcomes_and_not_counted(server_outbox: Outbox) -> None:
+    (message_id,) = ingest_messages(server_outbox, 1)
+    FaultInjector(sqs_client()).add("SendMessageBatch", FaultKind.SERVER_ERROR, times=None)
+
+    summary = run_relay(make_relay(server_outbox))
+
+    assert summary.rolled_back == 1
+    entry = _entry_of(server_outbox, message_id)
+    assert entry is not None
+    assert entry["attempts"] == {"N": "0"}
+
+
+def test_finalize_that_keeps_failing_is_reported_and_delivered_later_with_the_same_id(
+    server_outbox: Outbox,
+) -> None:
+    shards = server_outbox.settings.outbox_shards
+    ids = ingest_messages(server_outbox, 12)
+    victim = ids[0]
+    others = [mid for mid in ids if shard_for(mid, shards) != shard_for(victim, shards)]
+    faults = FaultInjector(dynamodb_client()).add(
+        "TransactWriteItems", FaultKind.TRANSACTION_CONFLICT, when=victim, times=None
+    )
+    clock = FakeClock()
+
+    summary = run_relay(make_relay(server_outbox, clock))
+
+    assert summary.finalize_failed >= 1
+    assert any("finalize failed" in error for error in summary.errors)
+    assert all(server_outbox.message(mid)["status"] == {"S": Status.QUEUED} for mid in others)  # type: ignore[index]
+    assert server_outbox.message(victim)["status"] == {"S": Status.PENDING}  # type: ignore[index]
+
+    faults.clear()
+    clock.advance(server_outbox.settings.lease_seconds + 1)
+    later = run_relay(make_relay(server_outbox, clock))
+    assert later.duplicates_possible >= 1
+    assert server_outbox.message(victim)["status"] == {"S": Status.QUEUED}  # type: ignore[index]
+    received = Counter(message_id_of(m) for m in receive_all(server_outbox.resources.queue_url))
+    assert set(received) == set(ids)
+    assert received[victim] == 2  # the documented duplicate: same message_id, consumers dedupe on it
+    assert server_outbox.entries() == []
+
+
+@pytest.mark.parametrize("operation", ["TransactWriteItems", "SendMessageBatch", "BatchGetItem", "Query"])
+def test_lost_responses_lose_nothing_and_strand_nothing(server_outbox: Outbox, operation: str) -> None:
+    ids = ingest_messages(server_outbox, 20)
+    client = sqs_client() if operation == "SendMessageBatch" else dynamodb_client()
+    faults = FaultInjector(client, seed=7).add(operation, FaultKind.LOST_RESPONSE, times=None, rate=0.5)
+
+    clock = FakeClock()
+    for _ in range(5):
+        run_relay(make_relay(server_outbox, clock))
+        clock.advance(server_outbox.settings.max_backoff_seconds + 1)
+    faults.clear()
+    run_relay(make_relay(server_outbox, clock))
+
+    assert faults.injected[(operation, FaultKind.LOST_RESPONSE)] >= 1
+    assert server_outbox.entries() == []
+    assert all(server_outbox.message(mid)["status"] == {"S": Status.QUEUED} for mid in ids)  # type: ignore[index]
+    received = {message_id_of(m) for m in receive_all(server_outbox.resources.queue_url)}
+    assert received == set(ids)
+
+
+def test_fifo_groups_arrive_in_order_through_a_failure_without_duplicates(
+    new_server_outbox: Callable[..., Outbox],
+) -> None:
+    fifo = new_server_outbox(fifo=True)
+    groups = ["alpha", "beta", "gamma"]
+    ids = ingest_messages(fifo, 150, group=lambda n: groups[n % 3])
+    victim = ids[3 * 20]  # alpha's 21st message
+    faults = FaultInjector(sqs_client()).add(
+        "SendMessageBatch", FaultKind.ENTRY_FAILURE, when=victim, times=None
+    )
+    clock = FakeClock()
+
+    first = run_relay(make_relay(fifo, clock, parallel_shards=4))
+    assert first.rolled_back == 1
+    assert first.held_back >= 1  # alpha's later entries waited behind the failed one
+    faults.clear()
+    clock.advance(fifo.settings.max_backoff_seconds + 1)
+    run_relay(make_relay(fifo, clock, parallel_shards=4))
+
+    received = receive_all(fifo.resources.queue_url)
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for sqs_message in received:
+        by_group[sqs_message["Attributes"]["MessageGroupId"]].append(
+            int(sqs_message["Body"].split(":")[1][:-1])
+        )
+    assert len(received) == 150
+    for index, group in enumerate(groups):
+        assert by_group[group] == list(range(index, 150, 3))
+    assert fifo.entries() == []
+
+
+def test_two_relays_at_once_deliver_every_message_once(server_outbox: Outbox) -> None:
+    count = 1000
+    ids = ingest_messages(server_outbox, count)
+    resends = _count_transport_resends(sqs_client(), "SendMessageBatch")
+    summaries: list[RunSummary] = []
+    relays = [make_relay(server_outbox, parallel_shards=2) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda r=relay: summaries.append(run_relay(r, 240))) for relay in relays
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(summary.sent for summary in summaries) == count
+    assert server_outbox.entries() == []
+    received = Counter(message_id_of(m) for m in receive_all(server_outbox.resources.queue_url))
+    assert set(received) == set(ids)
+    duplicates = sum(received.values()) - count
+    # Claims keep two relays off each other's messages. A duplicate can only come from a send whose
+    # response was lost (moto answering slower than the read timeout on a busy machine): botocore resent it.
+    assert duplicates <= resends[0] + sum(summary.duplicates_possible for summary in summaries)
+
+
+def _count_transport_resends(client: Any, operation: str) -> list[int]:
+    """How many requests of `operation` botocore resent after an error (whose first try may have landed)."""
+    counter = [0]
+
+    def needs_retry(caught_exception: Exception | None = None, **_: Any) -> None:
+        if caught_exception is not None:
+            counter[0] += 1
+
+    client.meta.events.register(
+        f"needs-retry.{client.meta.service_model.service_id.hyphenize()}.{operation}", needs_retry
+    )
+    return counter
