@@ -52,17 +52,22 @@ def init(
 
 @app.command()
 def demo(
-    messages: Annotated[int, typer.Option(min=1, max=10_000, help="How many messages to ingest.")] = 5,
-    fifo: Annotated[bool, typer.Option("--fifo", help="Use a FIFO queue.")] = False,
+    messages: Annotated[int, typer.Option(min=1, max=5_000, help="How many messages to accept.")] = 1000,
+    fifo: Annotated[bool, typer.Option("--fifo", help="Use a FIFO queue (10 groups).")] = False,
+    fail_rate: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share of SQS sends that fail (retries, rollbacks).")
+    ] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the fault schedule.")] = 7,
 ) -> None:
-    """Ingest a few messages through the real ingest handler on an embedded AWS emulator, and show what
-    was stored. No AWS account needed.
+    """The whole promise on an embedded AWS emulator (moto), no account needed: accept messages through
+    the real ingest handler, relay them to SQS through injected faults, read the queue, and check that
+    every accepted message is QUEUED and was received. Exits 0 only then.
 
-    Example: outbox demo --messages 10
+    Examples: outbox demo  |  outbox demo --messages 200 --fifo --fail-rate 0.3
     """
     from outbox.local.demo import run_demo  # noqa: PLC0415 - moto loads only when a local run needs it
 
-    raise typer.Exit(run_demo(console, messages=messages, fifo=fifo))
+    raise typer.Exit(run_demo(console, messages=messages, fifo=fifo, fail_rate=fail_rate, seed=seed))
 
 
 @app.command()

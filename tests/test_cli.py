@@ -63,10 +63,21 @@ def test_init_creates_everything_and_a_second_run_is_harmless(
     assert len(sqs_client().list_queues(QueueNamePrefix=prefix)["QueueUrls"]) == 2
 
 
-def test_demo_runs_end_to_end() -> None:
-    result = _outbox("demo", "--messages", "3")
+@pytest.mark.parametrize("fifo", [False, True])
+def test_the_demo_delivers_everything_through_faults(fifo: bool) -> None:
+    result = _outbox("demo", "--messages", "60", "--fail-rate", "0.3", *(["--fifo"] if fifo else []))
+
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "accepted 3" in result.stdout
+    summary = {
+        row.split("│")[1].strip(): row.split("│")[2].strip()
+        for row in result.stdout.splitlines()
+        if row.count("│") == 3
+    }
+    assert summary["accepted (202)"] == "60"
+    assert summary["QUEUED in DynamoDB"] == "60"
+    assert summary["lost"] == "0"
+    assert int(summary["rollbacks"]) > 0  # the faults really happened and were survived
+    assert "OK" in result.stdout
 
 
 def test_an_unreachable_endpoint_is_one_clear_line_not_a_traceback() -> None:

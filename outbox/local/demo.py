@@ -1,8 +1,8 @@
-"""`outbox demo`: the whole ingest path on an embedded emulator, with no AWS account.
+"""`outbox demo`: the whole promise on an embedded emulator, with no AWS account.
 
-Starts a serialized moto server, provisions the tables and queue, sends messages through the real
-`outbox.ingest.handler` as HTTP API events, and reads back what DynamoDB stored. (The relay half joins
-this demo when the relay lands.)
+Starts a serialized moto server, provisions the tables and queue, accepts N messages through the real
+ingest handler, relays them with faults injected into the SQS sends (so retries and rollbacks happen),
+reads the queue to the end and checks, from the tables and the queue themselves, that nothing was lost.
 """
 
 from __future__ import annotations
@@ -11,75 +11,185 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from unittest import mock
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from outbox.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
-from outbox.provisioning import provision
+from outbox.local.queue import drain_queue, message_id_of
+from outbox.provisioning import Resources, provision
+from outbox.settings import Settings
+from outbox.testing.calls import CallCounter
+from outbox.testing.faults import FaultInjector, FaultKind
+from relay.core import Relay
+from relay.entries import RunSummary
+
+DEMO_GROUPS = 10
+RELAY_RUN_SECONDS = 20.0
+DRAIN_BUDGET_SECONDS = 300.0
+DEMO_SETTINGS = {"MAX_BACKOFF_SECONDS": "1", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+"""Backoff capped at a second so that rolled-back messages come back within the demo."""
 
 
-def run_demo(console: Console, *, messages: int, fifo: bool) -> int:
-    """Returns the exit code: 0 when every message was accepted and stored PENDING with its entry."""
+@dataclass
+class DemoReport:
+    accepted: int = 0
+    refused: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    received: int = 0
+    unique_received: int = 0
+    missing: int = 0
+    relay: RunSummary = field(default_factory=RunSummary)
+    relay_runs: int = 0
+    ingest_calls: int = 0
+    relay_calls: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.accepted > 0
+            and self.statuses.get("QUEUED", 0) == self.accepted
+            and self.unique_received == self.accepted
+            and self.missing == 0
+        )
+
+
+def run_demo(console: Console, *, messages: int, fifo: bool, fail_rate: float, seed: int) -> int:
+    """Returns the exit code: 0 only when every accepted message is QUEUED and was received."""
     started = time.perf_counter()
-    with (
-        embedded_aws() as aws,
-        mock.patch.dict(os.environ, {**DUMMY_CREDENTIALS, "AWS_ENDPOINT_URL": aws.endpoint_url}),
-    ):
+    report = DemoReport()
+    with _embedded_outbox(console, fifo=fifo) as (resources, settings):
+        counter = CallCounter(dynamodb_client(), sqs_client())
+        ids = _ingest(console, report, messages=messages, fifo=fifo)
+        report.ingest_calls = counter.total
+        faults = FaultInjector(sqs_client(), seed=seed)
+        faults.add("SendMessageBatch", FaultKind.ENTRY_FAILURE, times=None, rate=fail_rate)
+        faults.add("SendMessageBatch", FaultKind.SERVER_ERROR, times=None, rate=fail_rate / 2)
+        _relay_until_drained(console, report, settings, expected=len(ids))
+        faults.remove()
+        report.relay_calls = counter.total - report.ingest_calls
+        report.faults = Counter({kind.value: n for (_, kind), n in faults.injected.items()})
+        _check(report, resources, ids)
+    report.elapsed = time.perf_counter() - started
+    _print_summary(console, report, fail_rate=fail_rate)
+    return 0 if report.ok else 1
+
+
+@contextmanager
+def _embedded_outbox(console: Console, *, fifo: bool) -> Iterator[tuple[Resources, Settings]]:
+    with embedded_aws() as aws, mock.patch.dict(os.environ, {**DUMMY_CREDENTIALS, **DEMO_SETTINGS}):
+        os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
         reset_clients()
         try:
             resources = provision(dynamodb_client(), sqs_client(), prefix="demo", fifo=fifo)
-            console.print(f"[bold]Embedded AWS[/] at {aws.endpoint_url}; queue {resources.queue_url}")
-            quiet = {**resources.environment(), "POWERTOOLS_LOG_LEVEL": "WARNING"}
-            with mock.patch.dict(os.environ, quiet):
-                return _ingest_and_show(console, messages=messages, fifo=fifo, started=started)
+            os.environ.update(resources.environment())
+            console.print(f"[bold]Embedded AWS[/] (moto) at {aws.endpoint_url}")
+            console.print(f"queue {resources.queue_url} ({'FIFO' if fifo else 'standard'})")
+            yield resources, Settings.from_env()
         finally:
             reset_clients()
 
 
-def _ingest_and_show(console: Console, *, messages: int, fifo: bool, started: float) -> int:
-    from outbox import ingest  # noqa: PLC0415 - loads Powertools only for this run
+def _ingest(console: Console, report: DemoReport, *, messages: int, fifo: bool) -> list[str]:
+    from outbox import ingest  # noqa: PLC0415 - loads the handler once the environment points at moto
 
     ingest._settings.cache_clear()
-    context = local_context()
-    table = Table(title="Accepted messages, as stored in DynamoDB")
-    for column in ("message_id", "HTTP", "status", "shard", "payload"):
-        table.add_column(column)
-    statuses: Counter[str] = Counter()
-    for number in range(1, messages + 1):
-        body: dict[str, object] = {"payload": {"order": number, "item": "book"}}
-        if fifo:
-            body["group_id"] = f"customer-{number % 3}"
-        response = ingest.handler(
-            http_api_event(
+    context = local_context(30)
+    ids: list[str] = []
+    with _progress(console) as progress:
+        task = progress.add_task("POST /messages", total=messages)
+        for number in range(messages):
+            body: dict[str, object] = {
+                "payload": {"order": number, "item": "book", "quantity": 1 + number % 5}
+            }
+            if fifo:
+                body["group_id"] = f"customer-{number % DEMO_GROUPS}"
+            event = http_api_event(
                 "POST", "/messages", body=json.dumps(body), headers={"Idempotency-Key": f"demo-{number}"}
-            ),
-            context,
-        )
-        accepted = json.loads(response["body"])
-        status = ingest.handler(
-            http_api_event("GET", f"/messages/{accepted['message_id']}", query={"include": "payload"}),
-            context,
-        )
-        record = json.loads(status["body"])
-        stored = dynamodb_client().get_item(
-            TableName=os.environ["MESSAGES_TABLE"], Key={"message_id": {"S": accepted["message_id"]}}
-        )["Item"]
-        statuses[record["status"]] += 1
-        table.add_row(
-            accepted["message_id"],
-            str(response["statusCode"]),
-            record["status"],
-            stored["shard"]["S"],
-            json.dumps(record["payload"]),
-        )
-    entries = dynamodb_client().scan(TableName=os.environ["OUTBOX_TABLE"], Select="COUNT")["Count"]
+            )
+            response = ingest.handler(event, context)
+            if response["statusCode"] == 202:
+                ids.append(json.loads(response["body"])["message_id"])
+            else:
+                report.refused += 1
+            progress.advance(task)
+    report.accepted = len(ids)
+    ingest._settings.cache_clear()
+    return ids
+
+
+def _relay_until_drained(console: Console, report: DemoReport, settings: Settings, *, expected: int) -> None:
+    relay = Relay(dynamodb=dynamodb_client(), sqs=sqs_client(), settings=settings)
+    deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
+    with _progress(console) as progress:
+        task = progress.add_task("relay → SQS", total=expected)
+        while report.relay.sent < expected and time.monotonic() < deadline:
+            summary = relay.run(time.monotonic() + RELAY_RUN_SECONDS)
+            report.relay.merge(summary)
+            report.relay_runs += 1
+            progress.update(task, completed=report.relay.sent)
+            if summary.sent == 0:
+                time.sleep(0.25)  # everything left is backing off (at most MAX_BACKOFF_SECONDS)
+
+
+def _check(report: DemoReport, resources: Resources, ids: list[str]) -> None:
+    """Read the tables and the queue directly, not through the code under demonstration."""
+    paginator = dynamodb_client().get_paginator("scan")
+    for page in paginator.paginate(TableName=resources.messages_table, ConsistentRead=True):
+        report.statuses.update(item["status"]["S"] for item in page["Items"])
+    received = [message_id_of(message) for message in drain_queue(sqs_client(), resources.queue_url)]
+    report.received = len(received)
+    report.unique_received = len(set(received) & set(ids))
+    report.missing = len(set(ids) - set(received))
+
+
+def _print_summary(console: Console, report: DemoReport, *, fail_rate: float) -> None:
+    accepted = max(report.accepted, 1)
+    table = Table(title="outbox demo", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    duplicates = report.received - report.unique_received
+    rows = [
+        ("accepted (202)", f"{report.accepted:,}"),
+        ("refused", f"{report.refused:,}"),
+        ("QUEUED in DynamoDB", f"{report.statuses.get('QUEUED', 0):,}"),
+        ("FAILED in DynamoDB", f"{report.statuses.get('FAILED', 0):,}"),
+        ("received from SQS", f"{report.received:,}"),
+        ("lost", f"{report.missing:,}"),
+        ("duplicates (same message_id)", f"{duplicates:,}"),
+        ("faults injected into sends", _faults(report.faults, fail_rate)),
+        ("send retries (tenacity)", f"{report.relay.retries:,}"),
+        ("rollbacks", f"{report.relay.rolled_back:,}"),
+        ("relay runs", f"{report.relay_runs:,}"),
+        ("AWS calls per message: ingest", f"{report.ingest_calls / accepted:.2f}"),
+        ("AWS calls per message: relay", f"{report.relay_calls / accepted:.2f}"),
+        ("elapsed", f"{report.elapsed:.1f} s (moto; not a performance figure)"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
     console.print(table)
-    console.print(
-        f"accepted {messages}, stored {dict(statuses)}, outbox entries {entries}, "
-        f"{time.perf_counter() - started:.1f} s"
-    )
-    return 0 if statuses["PENDING"] == messages and entries == messages else 1
+    if report.ok:
+        console.print("[bold green]OK[/]: every accepted message is QUEUED and was received; nothing lost.")
+    else:
+        console.print("[bold red]NOT OK[/]: some accepted messages were not delivered (see above).")
+
+
+def _faults(faults: Counter[str], fail_rate: float) -> str:
+    details = ", ".join(f"{count} {kind}" for kind, count in sorted(faults.items())) or "none"
+    return f"{details} (rate {fail_rate:.0%})"
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[Progress]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield progress

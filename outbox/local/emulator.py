@@ -9,6 +9,7 @@ consistent store. See ADR 0004.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -16,7 +17,8 @@ from typing import Any, Final
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from outbox.local.fast_moto import install_fast_transactions
+from outbox.local.fast_moto import MotoInternalsChanged, install_fast_transactions
+from outbox.local.fast_sqs_clock import install_fast_sqs_clock
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 DUMMY_CREDENTIALS: Final = {
@@ -61,7 +63,11 @@ class EmbeddedAws:
 
     def __init__(self, port: int = 0, *, fast_transactions: bool = True) -> None:
         if fast_transactions:
-            install_fast_transactions()  # ADR 0011: same semantics, without copying whole tables
+            try:
+                install_fast_transactions()  # ADR 0011: same semantics, without copying whole tables
+            except MotoInternalsChanged as exc:
+                warnings.warn(f"moto's own (slower) transactions are used: {exc}", stacklevel=2)
+            install_fast_sqs_clock()
         self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietRequestHandler
