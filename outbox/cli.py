@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
+from rich.table import Table
 
 from outbox.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.errors import InvalidRequest, MessageNotFound
@@ -132,6 +133,74 @@ def skip(
 
     admin.skip(message_id, dynamodb=dynamodb_client(), settings=Settings.from_env(), actor=_actor())
     console.print(f"skipped {message_id}; it stays FAILED")
+
+
+@app.command()
+def status(
+    message_id: Annotated[str, typer.Argument(help="The message to show.")],
+    payload: Annotated[bool, typer.Option("--payload", help="Include the payload and attributes.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show one message's status record, read consistently from the Messages table.
+
+    Example: outbox status 0190c6d2-... --payload
+    """
+    from outbox.service import status_record  # noqa: PLC0415
+    from outbox.store import MessageStore  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    item = MessageStore(dynamodb_client(), settings.messages_table).get_message(message_id)
+    if item is None:
+        raise MessageNotFound(message_id)
+    record = status_record(item, include_payload=payload)
+    if json_output:
+        print(json.dumps(record, sort_keys=True))
+        return
+    table = Table(show_header=False)
+    for name, value in record.items():
+        table.add_row(name, value if isinstance(value, str) else json.dumps(value))
+    console.print(table)
+
+
+@app.command()
+def stats(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Counts per status, outbox depth per shard, parked entries, and the oldest pending age.
+
+    Example: outbox stats --json
+    """
+    from relay import admin  # noqa: PLC0415
+
+    result = admin.stats(dynamodb_client(), Settings.from_env()).as_dict()
+    if json_output:
+        print(json.dumps(result, sort_keys=True))
+        return
+    table = Table(title="outbox stats", show_header=False)
+    for name, count in sorted(result["statuses"].items()):
+        table.add_row(f"messages {name}", f"{count:,}")
+    table.add_row("outbox entries", f"{result['outbox_depth']:,}")
+    table.add_row("  per shard", " ".join(f"{s}:{n}" for s, n in result["outbox_depth_per_shard"].items()))
+    table.add_row("parked (FAILED, holding their place)", f"{result['parked']:,}")
+    table.add_row("oldest pending age", f"{result['oldest_pending_age_seconds']:.1f} s")
+    console.print(table)
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port of the local HTTP API.")] = 8080,
+    aws_port: Annotated[int, typer.Option(help="Port of the embedded AWS emulator (0: any free port).")] = 0,
+    relay_every: Annotated[float, typer.Option(min=0.2, help="Seconds between relay runs.")] = 5.0,
+    fifo: Annotated[bool, typer.Option("--fifo", help="Use a FIFO queue.")] = False,
+) -> None:
+    """A local stack: embedded AWS emulator, the HTTP API in front of the real ingest handler, and the
+    relay on a timer. Prints the endpoints and `export` lines; Ctrl-C stops everything.
+
+    Example: outbox serve --port 8080 --relay-every 2
+    """
+    from outbox.local.serve import serve as run_serve  # noqa: PLC0415
+
+    raise typer.Exit(run_serve(console, port=port, aws_port=aws_port, relay_every=relay_every, fifo=fifo))
 
 
 def _actor() -> str:

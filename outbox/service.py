@@ -72,7 +72,13 @@ def message_status(
     item = store.get_message(message_id)
     if item is None or item.get("principal", {}).get("S") != principal:
         raise MessageNotFound(message_id)
-    record: dict[str, Any] = {"message_id": message_id, "status": item["status"]["S"]}
+    return status_record(item, include_payload=include_payload)
+
+
+def status_record(item: dict[str, Any], *, include_payload: bool = False) -> dict[str, Any]:
+    """A stored message as the API (and `outbox status`) shows it: ISO-8601 UTC times, no payload unless
+    asked for."""
+    record: dict[str, Any] = {"message_id": item["message_id"]["S"], "status": item["status"]["S"]}
     for field in STATUS_FIELDS:
         record[field] = item[field]["S"] if field in item else None
     record["attempts"] = int(item.get("attempts", {}).get("N", "0"))

@@ -3,6 +3,7 @@ FIFO group from a parked entry). Each is one transaction, and records who and wh
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +11,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from outbox.domain import EntryState, Status, epoch_millis, iso, new_time_ordered_id, utc_now
+from outbox.domain import (
+    EntryState,
+    Status,
+    epoch_millis,
+    iso,
+    new_time_ordered_id,
+    time_ordered_id_millis,
+    utc_now,
+)
 from outbox.errors import InvalidRequest, MessageNotFound
 from outbox.schema import FAILED_INDEX, MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
 from outbox.transactions import client_request_token
@@ -148,6 +157,57 @@ def failed_message_ids(dynamodb: DynamoDBClient, settings: Settings) -> Iterator
     for page in paginator.paginate(TableName=settings.messages_table, IndexName=FAILED_INDEX):
         for item in page.get("Items", []):
             yield item[MESSAGE_KEY]["S"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    statuses: dict[str, int]
+    depth_per_shard: dict[str, int]
+    parked: int
+    oldest_pending_age_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "statuses": self.statuses,
+            "outbox_depth_per_shard": self.depth_per_shard,
+            "outbox_depth": sum(self.depth_per_shard.values()),
+            "parked": self.parked,
+            "oldest_pending_age_seconds": round(self.oldest_pending_age_seconds, 3),
+        }
+
+
+def stats(dynamodb: DynamoDBClient, settings: Settings) -> OutboxStats:
+    """Counts per status (a scan of the Messages table: an operator's tool, not for a hot path), outbox
+    depth per shard, parked entries, and the age of the oldest entry still to send."""
+    statuses: Counter[str] = Counter()
+    for page in dynamodb.get_paginator("scan").paginate(
+        TableName=settings.messages_table,
+        ProjectionExpression="#status",
+        ExpressionAttributeNames={"#status": "status"},
+    ):
+        statuses.update(item["status"]["S"] for item in page.get("Items", []))
+    depth: dict[str, int] = {}
+    parked = 0
+    oldest_ms: int | None = None
+    for shard in range(settings.outbox_shards):
+        count = 0
+        for page in dynamodb.get_paginator("query").paginate(
+            TableName=settings.outbox_table,
+            KeyConditionExpression="#shard = :shard",
+            ExpressionAttributeNames={"#shard": OUTBOX_PARTITION_KEY, "#state": "state"},
+            ExpressionAttributeValues={":shard": {"S": str(shard)}},
+            ProjectionExpression="#state, entry_id",
+            ConsistentRead=True,
+        ):
+            for item in page.get("Items", []):
+                count += 1
+                if item.get("state", {}).get("S") == EntryState.PARKED:
+                    parked += 1
+                elif oldest_ms is None or time_ordered_id_millis(item[OUTBOX_SORT_KEY]["S"]) < oldest_ms:
+                    oldest_ms = time_ordered_id_millis(item[OUTBOX_SORT_KEY]["S"])
+        depth[str(shard)] = count
+    age = 0.0 if oldest_ms is None else max(0.0, (epoch_millis(utc_now()) - oldest_ms) / 1000)
+    return OutboxStats(dict(statuses), depth, parked, age)
 
 
 def _failed_message(dynamodb: DynamoDBClient, settings: Settings, message_id: str) -> dict[str, Any]:
