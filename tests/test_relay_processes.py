@@ -33,14 +33,14 @@ def _relay_process(endpoint: str, outbox: Outbox) -> subprocess.Popen[str]:
 def test_three_relay_processes_at_once_deliver_everything_once(
     moto_server: EmbeddedAws, server_outbox: Outbox
 ) -> None:
-    ids = ingest_messages(server_outbox, 30)
+    ids = ingest_messages(server_outbox, 300)
 
     processes = [_relay_process(moto_server.endpoint_url, server_outbox) for _ in range(3)]
     outputs = [process.communicate(timeout=240) for process in processes]
 
     assert [process.returncode for process in processes] == [0, 0, 0], [err for _, err in outputs]
     summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-    assert sum(summary["sent"] for summary in summaries) == 30, summaries
+    assert sum(summary["sent"] for summary in summaries) == 300, summaries
     assert server_outbox.entries() == []
     received = Counter(message_id_of(m) for m in receive_all(server_outbox.resources.queue_url))
     assert set(received) == set(ids)
