@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -115,6 +118,18 @@ def server_outbox(moto_server: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> 
     install_strict_contract(dynamodb_client())
     install_strict_contract(sqs_client())
     return _provisioned(monkeypatch, fifo=False)
+
+
+def run_outbox(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The `outbox` command in a subprocess, as a user runs it (`env` is added to this environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "outbox.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def call_ingest(

@@ -17,7 +17,7 @@ from outbox.local.emulator import EmbeddedAws
 from outbox.local.queue import message_id_of
 from outbox.testing.faults import FaultInjector, FaultKind
 from relay import admin
-from tests.conftest import Outbox, ingest_messages, make_relay, receive_all, run_relay
+from tests.conftest import Outbox, ingest_messages, make_relay, receive_all, run_outbox, run_relay
 
 pytestmark = pytest.mark.server
 
@@ -72,14 +72,7 @@ def test_cli_requeue_all_failed_and_status_as_json(moto_server: EmbeddedAws, ser
         "AWS_ENDPOINT_URL": moto_server.endpoint_url,
     }
 
-    result = subprocess.run(
-        [sys.executable, "-m", "outbox.cli", "requeue", "--all-failed", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+    result = run_outbox("requeue", "--all-failed", "--json", env=env)
 
     assert result.returncode == 0, result.stderr
     assert sorted(row["message_id"] for row in json.loads(result.stdout)) == sorted(ids)

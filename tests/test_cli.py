@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from outbox.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.local.emulator import EmbeddedAws
+from tests.conftest import run_outbox
 
 pytestmark = pytest.mark.server
-
-
-def _outbox(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "outbox.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("fifo", [False, True])
@@ -38,8 +24,8 @@ def test_init_creates_everything_and_a_second_run_is_harmless(
         prefix,
         *(["--fifo"] if fifo else []),
     ]
-    first = _outbox(*args)
-    second = _outbox(*args)
+    first = run_outbox(*args)
+    second = run_outbox(*args)
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
@@ -65,7 +51,7 @@ def test_init_creates_everything_and_a_second_run_is_harmless(
 
 @pytest.mark.parametrize("fifo", [False, True])
 def test_the_demo_delivers_everything_through_faults(fifo: bool) -> None:
-    result = _outbox("demo", "--messages", "60", "--fail-rate", "0.3", *(["--fifo"] if fifo else []))
+    result = run_outbox("demo", "--messages", "60", "--fail-rate", "0.3", *(["--fifo"] if fifo else []))
 
     assert result.returncode == 0, result.stdout + result.stderr
     summary = {
@@ -82,7 +68,7 @@ def test_the_demo_delivers_everything_through_faults(fifo: bool) -> None:
 
 
 def test_an_unreachable_endpoint_is_one_clear_line_not_a_traceback() -> None:
-    result = _outbox("init", "--endpoint-url", "http://localhost:9")
+    result = run_outbox("init", "--endpoint-url", "http://localhost:9")
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

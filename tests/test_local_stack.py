@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from outbox.local.queue import drain_queue, message_id_of
+from tests.conftest import run_outbox
 
 pytestmark = pytest.mark.server
 
@@ -81,33 +82,13 @@ def test_serve_accepts_relays_and_stops_cleanly() -> None:
         assert json.loads(received[0]["Body"]) == {"hello": "world"}
 
         env = {**os.environ, **exports}
-        stats = subprocess.run(
-            [sys.executable, "-m", "outbox.cli", "stats", "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=True,
-        )
+        stats = run_outbox("stats", "--json", env=env)
+        assert stats.returncode == 0, stats.stderr
         figures = json.loads(stats.stdout)
         assert (figures["statuses"], figures["outbox_depth"], figures["parked"]) == ({"QUEUED": 1}, 0, 0)
-        shown = subprocess.run(
-            [sys.executable, "-m", "outbox.cli", "status", accepted["message_id"], "--json", "--payload"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=True,
-        )
+        shown = run_outbox("status", accepted["message_id"], "--json", "--payload", env=env)
         assert json.loads(shown.stdout)["payload"] == {"hello": "world"}
-        missing = subprocess.run(
-            [sys.executable, "-m", "outbox.cli", "status", "nope"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        missing = run_outbox("status", "nope", env=env)
         assert (missing.returncode, missing.stderr.strip()) == (1, "error: no such message: nope")
     finally:
         server.send_signal(signal.SIGINT)

@@ -14,7 +14,7 @@ from outbox.local.emulator import EmbeddedAws
 from outbox.local.events import local_context
 from outbox.local.queue import message_id_of
 from relay import handler as relay_handler
-from tests.conftest import Outbox, ingest_messages, receive_all
+from tests.conftest import Outbox, ingest_messages, receive_all, run_outbox
 
 pytestmark = pytest.mark.server
 
@@ -48,14 +48,7 @@ def test_three_relay_processes_at_once_deliver_everything_once(
 
 
 def test_relay_once_with_a_bad_setting_exits_2_with_one_line(server_outbox: Outbox) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "outbox.cli", "relay", "--once"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "OUTBOX_SHARDS": "many"},
-        check=False,
-    )
+    result = run_outbox("relay", "--once", env={"OUTBOX_SHARDS": "many"})
     assert result.returncode == 2
     assert result.stderr.strip() == "configuration error: OUTBOX_SHARDS: must be an integer, got 'many'"
 
