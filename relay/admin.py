@@ -3,12 +3,15 @@ FIFO group from a parked entry). Each is one transaction, and records who and wh
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from outbox.domain import (
@@ -29,6 +32,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
     from outbox.settings import Settings
+
+
+# To stderr: the audit line must not mix with a command's --json output on stdout.
+logger = Logger(service="outbox-admin", logger_handler=logging.StreamHandler(sys.stderr))
 
 
 class NotFailed(InvalidRequest):
@@ -110,6 +117,7 @@ def requeue(
     _transact(
         dynamodb, [cast("TransactWriteItemTypeDef", {"Update": message_update}), entry_action], message_id
     )
+    logger.info("message requeued", message_id=message_id, actor=actor, reused_entry=reuse)
     return RequeueResult(message_id, reused_entry=reuse)
 
 
@@ -149,6 +157,7 @@ def skip(message_id: str, *, dynamodb: DynamoDBClient, settings: Settings, actor
         ],
         message_id,
     )
+    logger.info("parked entry skipped", message_id=message_id, actor=actor)
 
 
 def failed_message_ids(dynamodb: DynamoDBClient, settings: Settings) -> Iterator[str]:
