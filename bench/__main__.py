@@ -1,0 +1,58 @@
+"""`python -m bench [--messages N] [--payload-kb KB ...]`: the relay benchmark (issue 7, ADR 0012)."""
+
+from __future__ import annotations
+
+import os
+
+# Before the handlers are imported: their loggers read the level once. Per-message INFO lines would bury
+# the table (and cost time that is not the library's).
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.report import document, markdown
+from bench.run import run_benchmark
+from bench.startup import HANDLER_MODULES, import_seconds, lambda_asset
+from relay.core import RelayConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--messages", type=int, default=1000, help="messages per relay and scenario")
+    parser.add_argument(
+        "--payload-kb",
+        type=int,
+        action="append",
+        help="message item size in KB (repeatable; default: 1 and 100)",
+    )
+    parser.add_argument("--ingest-sample", type=int, default=200, help="handler calls timed for p50/p99")
+    parser.add_argument("--no-asset", action="store_true", help="skip building the Lambda asset (needs pip)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="folder for latest.md and latest.json")
+    args = parser.parse_args(argv)
+    payload_kbs = tuple(args.payload_kb or (1, 100))
+    command = "python -m bench" + " ".join(["", *(argv if argv is not None else sys.argv[1:])]).rstrip()
+    config = RelayConfig()
+    scenarios = run_benchmark(
+        messages=args.messages, payload_kbs=payload_kbs, ingest_sample=args.ingest_sample, config=config
+    )
+    imports = {module: import_seconds(module) for module in HANDLER_MODULES}
+    asset = None if args.no_asset else lambda_asset()
+    table = markdown(scenarios, imports=imports, asset=asset, command=command, config=config)
+    print(table)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "latest.md").write_text(table, encoding="utf-8")
+    data = document(scenarios, imports=imports, asset=asset, command=command, config=config)
+    (args.output / "latest.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    delivered = all(s.ours.delivery.ok and s.naive.delivery.ok for s in scenarios)
+    return 0 if delivered else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

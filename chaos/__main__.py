@@ -1,0 +1,92 @@
+"""`python -m chaos --messages N --relays R --kills K --fault-rate F [--fifo]`: run one scenario, print the
+figures, write them to `chaos/results/latest.json`; exit 0 only when every invariant held."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from chaos.checker import Figures
+from chaos.runner import Scenario, run_scenario
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--relays", type=int, default=3, help="in-process relays (faults, simulated kills)")
+    parser.add_argument("--kills", type=int, default=6, help="simulated crashes of in-process relays")
+    parser.add_argument("--process-relays", type=int, default=1, help="`outbox relay --once` subprocesses")
+    parser.add_argument("--sigkills", type=int, default=2, help="real SIGKILLs of subprocess relays")
+    parser.add_argument("--fault-rate", type=float, default=0.1)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--fifo", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--ingest-pause", type=float, default=0.0, help="seconds between one client's requests"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+    scenario = Scenario(
+        messages=args.messages,
+        relays=args.relays,
+        kills=args.kills,
+        process_relays=args.process_relays,
+        sigkills=args.sigkills,
+        fault_rate=args.fault_rate,
+        fifo=args.fifo,
+        clients=args.clients,
+        seed=args.seed,
+        ingest_pause_seconds=args.ingest_pause,
+    )
+    figures = run_scenario(scenario)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(figures.as_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    print_figures(Console(), figures)
+    return 0 if figures.ok else 1
+
+
+def print_figures(console: Console, figures: Figures) -> None:
+    scenario = figures.scenario
+    table = Table(title=f"chaos: {'FIFO' if scenario.get('fifo') else 'standard'} queue", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    faults = ", ".join(f"{count} {kind}" for kind, count in figures.faults.items()) or "none"
+    rows = [
+        ("messages accepted", f"{figures.accepted:,}"),
+        (
+            "faults injected",
+            f"{figures.faults_total:,} ({figures.fault_share_of_calls:.1%} of faulted calls)",
+        ),
+        ("  by kind", faults),
+        ("relay kills: simulated (in-process)", f"{figures.simulated_kills}"),
+        ("relay kills: SIGKILL (subprocess)", f"{figures.sigkills}"),
+        ("concurrent relays (max seen)", f"{figures.max_concurrent_relays}"),
+        ("ingest retries / replays", f"{figures.ingest_retries:,} / {figures.ingest_replays:,}"),
+        ("QUEUED", f"{figures.queued:,}"),
+        ("received from SQS", f"{figures.received:,}"),
+        ("lost", f"{figures.lost}"),
+        ("wrong payload", f"{figures.wrong_payload}"),
+        ("duplicates (extra copies)", f"{figures.duplicates} ({figures.duplicates_unexplained} unexplained)"),
+        ("status regressions", f"{figures.regressions} ({figures.status_scans:,} scans)"),
+        ("stuck entries", f"{figures.stuck_entries}"),
+        ("FIFO order violations", f"{figures.order_violations}"),
+        ("requeued in the drain", f"{len(figures.requeued)}"),
+        ("elapsed", f"{figures.seconds:.1f} s (moto; not a performance figure)"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(
+        "[bold green]OK[/]" if figures.ok else "[bold red]NOT OK[/]: an invariant failed (see JSON)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""The invariant checker: reads the tables and the queue directly, never through the code under test."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from outbox.local.queue import drain_queue, message_id_of
+from outbox.provisioning import Resources
+from outbox.settings import Settings
+
+ALLOWED_MOVES = {("PENDING", "QUEUED"), ("PENDING", "FAILED")}
+"""Forward moves; FAILED→PENDING (and FAILED→QUEUED, its requeue seen between samples) only for a
+message the drain requeued: that is the one audited backwards move (DESIGN §2)."""
+REQUEUE_MOVES = {("FAILED", "PENDING"), ("FAILED", "QUEUED")}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message as its client saw it accepted (202 or a 200 replay)."""
+
+    message_id: str
+    index: int
+    key: str
+    group: str | None
+    payload: dict[str, Any]
+    at: float
+
+
+@dataclass
+class Figures:
+    scenario: dict[str, Any] = field(default_factory=dict)
+    accepted: int = 0
+    queued: int = 0
+    received: int = 0
+    unique_received: int = 0
+    lost: int = 0
+    lost_ids: list[str] = field(default_factory=list)
+    wrong_payload: int = 0
+    duplicates: int = 0
+    duplicated_messages: int = 0
+    duplicates_unexplained: int = 0
+    regressions: int = 0
+    regression_samples: list[str] = field(default_factory=list)
+    vanished: int = 0
+    stuck_entries: int = 0
+    order_violations: int = 0
+    unexpected_messages: int = 0
+    status_samples: int = 0
+    status_scans: int = 0
+    requeued: list[str] = field(default_factory=list)
+    drain_runs: int = 0
+    drain_sent: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    faults_by_operation: dict[str, int] = field(default_factory=dict)
+    faults_total: int = 0
+    faulted_client_calls: int = 0
+    fault_share_of_calls: float = 0.0
+    simulated_kills: int = 0
+    kills_by_moment: dict[str, int] = field(default_factory=dict)
+    sigkills: int = 0
+    max_concurrent_relays: int = 0
+    relay_runs: int = 0
+    process_relay_runs: int = 0
+    process_relay_sent: int = 0
+    ingest_retries: int = 0
+    ingest_replays: int = 0
+    ingest_abandoned: int = 0
+    ingest_bugs: list[str] = field(default_factory=list)
+    relay_summary: dict[str, Any] = field(default_factory=dict)
+    chaos_seconds: float = 0.0
+    ingest_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        fifo_ok = not self.scenario.get("fifo") or (self.duplicates == 0 and self.order_violations == 0)
+        return (
+            self.accepted > 0
+            and self.lost == 0
+            and self.wrong_payload == 0
+            and self.stuck_entries == 0
+            and self.regressions == 0
+            and self.vanished == 0
+            and self.duplicates_unexplained == 0
+            and not self.ingest_bugs
+            and self.queued == self.accepted
+            and fifo_ok
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["requeued"] = len(self.requeued)
+        data["ok"] = self.ok
+        return data
+
+
+class StatusSampler:
+    """Scans the Messages table over and over from its own unfaulted client, remembering each message's
+    last status: a move that is not forward is a regression; a message that disappears has vanished."""
+
+    def __init__(self, dynamodb: Any, table: str, *, interval: float = 0.25) -> None:
+        self.interval = interval
+        self._client = dynamodb
+        self._table = table
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="status-sampler", daemon=True)
+        self.last: dict[str, str] = {}
+        self.moves: list[tuple[str, str, str]] = []
+        self.vanished: set[str] = set()
+        self.samples = 0
+        self.scans = 0
+        self.errors = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.scan()  # one last look after the drain
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.scan()
+            except Exception:
+                self.errors += 1
+
+    def scan(self) -> None:
+        seen: dict[str, str] = {}
+        for page in self._client.get_paginator("scan").paginate(TableName=self._table, ConsistentRead=True):
+            for item in page["Items"]:
+                seen[item["message_id"]["S"]] = item["status"]["S"]
+        self.scans += 1
+        for message_id, status in seen.items():
+            self.samples += 1
+            before = self.last.get(message_id)
+            if before is not None and before != status:
+                self.moves.append((message_id, before, status))
+            self.last[message_id] = status
+        self.vanished |= set(self.last) - set(seen)
+
+
+def check(
+    figures: Figures,
+    accepted: list[Accepted],
+    *,
+    sampler: StatusSampler,
+    dynamodb: Any,
+    sqs: Any,
+    resources: Resources,
+    settings: Settings,
+    fifo: bool,
+) -> None:
+    by_id = {message.message_id: message for message in accepted}
+    figures.accepted = len(by_id)
+    items = _scan(dynamodb, resources.messages_table)
+    statuses = {item["message_id"]["S"]: item["status"]["S"] for item in items}
+    figures.queued = sum(1 for message_id in by_id if statuses.get(message_id) == "QUEUED")
+    figures.stuck_entries = len(_scan(dynamodb, resources.outbox_table))
+
+    received = drain_queue(sqs, resources.queue_url)
+    figures.received = len(received)
+    copies = Counter(message_id_of(message) for message in received)
+    figures.unique_received = len(copies)
+    figures.duplicates = figures.received - figures.unique_received
+    figures.duplicated_messages = sum(1 for count in copies.values() if count > 1)
+    figures.unexpected_messages = len(set(copies) - set(statuses))
+    missing = sorted(message_id for message_id in by_id if copies[message_id] == 0)
+    not_queued = sorted(message_id for message_id in by_id if statuses.get(message_id) != "QUEUED")
+    figures.lost_ids = sorted(set(missing) | set(not_queued))[:20]
+    figures.lost = len(set(missing) | set(not_queued))
+
+    for message in received:
+        original = by_id.get(message_id_of(message))
+        if original is None:
+            continue
+        attributes = message.get("MessageAttributes", {})
+        if json.loads(message["Body"]) != original.payload or attributes.get("n", {}).get(
+            "StringValue"
+        ) != str(original.index):
+            figures.wrong_payload += 1
+
+    requeued = set(figures.requeued)
+    regressions = [
+        f"{message_id}: {before}→{after}"
+        for message_id, before, after in sampler.moves
+        if (before, after) not in ALLOWED_MOVES
+        and not ((before, after) in REQUEUE_MOVES and message_id in requeued)
+    ]
+    figures.regressions = len(regressions)
+    figures.regression_samples = regressions[:20]
+    figures.vanished = len(sampler.vanished)
+    figures.status_samples = sampler.samples
+    figures.status_scans = sampler.scans
+
+    if fifo:
+        figures.order_violations = _order_violations(received, accepted)
+    # Standard queue: a duplicate needs a send whose outcome the relay could not know (a lost response, a
+    # 5xx after SQS applied it) or a relay that died between send and finalize. With no such cause in the
+    # run, any duplicate is unexplained.
+    causes = (
+        figures.faults.get("lost_response", 0)
+        + figures.faults.get("server_error", 0)
+        + figures.simulated_kills
+        + figures.sigkills
+    )
+    if figures.duplicates and not causes:
+        figures.duplicates_unexplained = figures.duplicates
+
+
+def _order_violations(received: list[dict[str, Any]], accepted: list[Accepted]) -> int:
+    """Per group, the first copies in receive order must follow the accept order (each group belongs to one
+    client, which waits for each answer before the next request: DESIGN §4.7)."""
+    expected: dict[str, list[str]] = defaultdict(list)
+    for message in sorted(accepted, key=lambda m: m.index):
+        if message.group is not None:
+            expected[message.group].append(message.message_id)
+    actual: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()
+    for message in received:
+        message_id = message_id_of(message)
+        group = message.get("Attributes", {}).get("MessageGroupId", "")
+        if message_id in seen:
+            continue
+        seen.add(message_id)
+        actual[group].append(message_id)
+    violations = 0
+    for group, ids in expected.items():
+        position = {message_id: n for n, message_id in enumerate(ids)}
+        got = [position[message_id] for message_id in actual.get(group, []) if message_id in position]
+        violations += sum(1 for a, b in itertools.pairwise(got) if b < a)
+    return violations
+
+
+def _scan(dynamodb: Any, table: str) -> list[dict[str, Any]]:
+    paginator = dynamodb.get_paginator("scan")
+    return [
+        item for page in paginator.paginate(TableName=table, ConsistentRead=True) for item in page["Items"]
+    ]

@@ -1,0 +1,442 @@
+"""The chaos scenario: concurrent ingest clients, relays with faults and kills, a clean drain, a check.
+
+Phases (ADR 0013):
+1. chaos: `clients` ingest threads accept `messages` messages through `outbox.enqueue` (retrying with the
+   same Idempotency-Key after any failure, as an HTTP client does after a 5xx or a timeout), while
+   `relays` in-process relays (faults on their clients, crashed `kills` times by a `KillSwitch`) and
+   `process_relays` `outbox relay --once` subprocesses (killed `sigkills` times with a real SIGKILL) run
+   at once. A separate, unfaulted client samples every message's status throughout.
+2. drain: faults off, FAILED messages requeued (the one audited backwards move), one clean relay whose
+   clock is past every lease and backoff runs until the outbox is empty.
+3. check: `chaos.checker` reads the tables and the whole queue directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest import mock
+
+import boto3
+
+from chaos.checker import Accepted, Figures, StatusSampler, check
+from chaos.kills import (
+    INGEST_DYNAMODB_FAULTS,
+    RELAY_DYNAMODB_FAULTS,
+    RELAY_SQS_FAULTS,
+    KillSwitch,
+    install_faults,
+)
+from outbox.api import enqueue
+from outbox.clients import CLIENT_CONFIG
+from outbox.errors import InvalidRequest
+from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
+from outbox.provisioning import Resources, provision
+from outbox.settings import Settings
+from outbox.testing.calls import CallCounter
+from outbox.testing.faults import Crash, FaultInjector
+from relay import admin
+from relay.core import Relay, RelayConfig
+from relay.entries import RunSummary
+from relay.retry import RetryPolicy
+
+SCENARIO_SETTINGS = {
+    "MAX_BACKOFF_SECONDS": "1",
+    "LEASE_SECONDS": "30",
+    "OUTBOX_SHARDS": "8",
+    "LOG_LEVEL": "ERROR",
+    "POWERTOOLS_LOG_LEVEL": "ERROR",
+}
+"""Backoff capped at a second so rolled-back entries come back within the scenario; the shortest lease
+the settings allow (3x the 10 s claim-to-finalize budget)."""
+RELAY_RETRIES = RetryPolicy(attempts=4, initial_wait_seconds=0.02, max_wait_seconds=0.2)
+KILL_AFTER_OPERATIONS = ("TransactWriteItems", "SendMessageBatch", "BatchGetItem", "UpdateItem")
+INGEST_MAX_TRIES = 60
+
+
+@dataclass(frozen=True)
+class Scenario:
+    messages: int = 300
+    relays: int = 3
+    """In-process relays: faults on their clients, crashes simulated by a KillSwitch."""
+    kills: int = 6
+    """Simulated crashes of in-process relays."""
+    process_relays: int = 1
+    """`outbox relay --once` subprocesses (no faults: a subprocess cannot get an in-process injector)."""
+    sigkills: int = 2
+    """Real SIGKILLs of subprocess relays."""
+    fault_rate: float = 0.1
+    fifo: bool = False
+    clients: int = 4
+    seed: int = 7
+    relay_run_seconds: float = 6.0
+    max_chaos_seconds: float = 120.0
+    drain_budget_seconds: float = 120.0
+    ingest_pause_seconds: float = 0.0
+    """Pause between one client's requests, to spread ingest over the relays' kills."""
+
+    @property
+    def groups(self) -> int:
+        return self.clients * 3  # each FIFO group belongs to one client: its order is defined (DESIGN §4.7)
+
+
+@dataclass
+class Tally:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    simulated_kills: int = 0
+    kills_by_moment: Counter[str] = field(default_factory=Counter)
+    sigkills: int = 0
+    process_runs: int = 0
+    process_sent: int = 0
+    relay_runs: int = 0
+    relay: RunSummary = field(default_factory=RunSummary)
+    ingest_retries: int = 0
+    ingest_replays: int = 0
+    ingest_abandoned: int = 0
+    ingest_bugs: list[str] = field(default_factory=list)
+    injectors: list[FaultInjector] = field(default_factory=list)
+    counters: list[CallCounter] = field(default_factory=list)
+    max_live_relays: int = 0
+    live_relays: int = 0
+
+    def relay_started(self) -> None:
+        with self.lock:
+            self.live_relays += 1
+            self.max_live_relays = max(self.max_live_relays, self.live_relays)
+
+    def relay_ended(self) -> None:
+        with self.lock:
+            self.live_relays -= 1
+
+
+class OffsetClock:
+    """Wall-clock time moved forward (past every lease and backoff, for the drain); monotonic stays real."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class _Run:
+    def __init__(
+        self, scenario: Scenario, aws: EmbeddedAws, resources: Resources, settings: Settings
+    ) -> None:
+        self.scenario = scenario
+        self.aws = aws
+        self.resources = resources
+        self.settings = settings
+        self.tally = Tally()
+        self.rng = random.Random(scenario.seed)  # noqa: S311 - a reproducible schedule, not security
+        self.ingest_done = threading.Event()
+        self.stop = threading.Event()
+        self.slots: dict[int, KillSwitch | None] = {}
+        self.accepted: list[Accepted] = []
+        self.accepted_lock = threading.Lock()
+        self.ingest_seconds = 0.0
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session().client(
+            service, endpoint_url=self.aws.endpoint_url, config=CLIENT_CONFIG, region_name="us-east-1"
+        )
+
+    # -- ingest ------------------------------------------------------------------------------------
+
+    def ingest_client(self, number: int) -> None:
+        scenario = self.scenario
+        dynamodb = self.client("dynamodb")
+        with self.tally.lock:
+            self.tally.injectors.append(
+                install_faults(
+                    dynamodb, INGEST_DYNAMODB_FAULTS, scenario.fault_rate, scenario.seed * 100 + number
+                )
+            )
+            self.tally.counters.append(CallCounter(dynamodb))
+        rng = random.Random(scenario.seed * 1000 + number)  # noqa: S311
+        for index in range(number, scenario.messages, scenario.clients):
+            payload = {"n": index, "client": number, "text": "chaos ✓ " + "x" * rng.randrange(0, 400)}
+            group = f"g{index % scenario.groups}" if scenario.fifo else None
+            key = f"chaos-{scenario.seed}-{index}"
+            self._accept_one(dynamodb, index, payload, group, key)
+            if scenario.ingest_pause_seconds:
+                time.sleep(rng.uniform(0, 2 * scenario.ingest_pause_seconds))
+
+    def _accept_one(
+        self, dynamodb: Any, index: int, payload: dict[str, Any], group: str | None, key: str
+    ) -> None:
+        for attempt in range(INGEST_MAX_TRIES):
+            try:
+                result = enqueue(
+                    payload,
+                    settings=self.settings,
+                    client=dynamodb,
+                    attributes={"n": str(index)},
+                    group_id=group,
+                    idempotency_key=key,
+                )
+            except InvalidRequest as exc:  # 4xx for a valid request, or 409 for our own replay: a bug
+                with self.tally.lock:
+                    self.tally.ingest_bugs.append(f"{key}: {exc.code} {exc.message}")
+                return
+            except Exception:
+                with self.tally.lock:
+                    self.tally.ingest_retries += 1
+                time.sleep(min(0.2, 0.01 * 2**attempt))
+                continue
+            with self.accepted_lock, self.tally.lock:
+                self.tally.ingest_replays += int(result.replayed)
+                self.accepted.append(
+                    Accepted(result.message_id, index, key, group, payload, time.monotonic())
+                )
+            return
+        with self.tally.lock:
+            self.tally.ingest_abandoned += 1
+
+    # -- in-process relays -------------------------------------------------------------------------
+
+    def relay_slot(self, slot: int) -> None:
+        scenario = self.scenario
+        generation = 0
+        while not self.stop.is_set():
+            generation += 1
+            dynamodb, sqs = self.client("dynamodb"), self.client("sqs")
+            seed = scenario.seed * 10_000 + slot * 100 + generation
+            with self.tally.lock:
+                self.tally.injectors.append(
+                    install_faults(dynamodb, RELAY_DYNAMODB_FAULTS, scenario.fault_rate, seed)
+                )
+                self.tally.injectors.append(
+                    install_faults(sqs, RELAY_SQS_FAULTS, scenario.fault_rate, seed + 1)
+                )
+                self.tally.counters.append(CallCounter(dynamodb, sqs))
+            switch = KillSwitch([dynamodb, sqs])
+            self.slots[slot] = switch
+            relay = Relay(
+                dynamodb=dynamodb,
+                sqs=sqs,
+                settings=self.settings,
+                retry_policy=RELAY_RETRIES,
+                config=RelayConfig(parallel_shards=2, claim_batch_size=20),
+                rng=random.Random(seed),  # noqa: S311
+            )
+            self.tally.relay_started()
+            try:
+                summary = relay.run(time.monotonic() + scenario.relay_run_seconds)
+            except Crash:
+                summary = None
+            finally:
+                self.tally.relay_ended()
+                self.slots[slot] = None
+            with self.tally.lock:
+                self.tally.relay_runs += 1
+                if switch.crashed:
+                    self.tally.simulated_kills += 1
+                    self.tally.kills_by_moment[
+                        f"after {switch.after_operation}" if switch.after_operation else "random moment"
+                    ] += 1
+                if summary is not None:
+                    self.tally.relay.merge(summary)
+            if summary is not None and summary.sent == 0:
+                time.sleep(0.5)
+
+    def killer(self) -> None:
+        """Trips the kill switch of a running in-process relay at random moments until `kills` crashed."""
+        scenario = self.scenario
+        while not self.stop.is_set():
+            with self.tally.lock:
+                if self.tally.simulated_kills >= scenario.kills:
+                    return
+            time.sleep(self.rng.uniform(0.1, 0.8))
+            live = [switch for switch in self.slots.values() if switch is not None and not switch.tripped]
+            if not live:
+                continue
+            switch = self.rng.choice(live)
+            if self.rng.random() < 0.5:
+                switch.trip()
+            else:
+                switch.after_operation = self.rng.choice(KILL_AFTER_OPERATIONS)
+
+    # -- subprocess relays -------------------------------------------------------------------------
+
+    def process_slot(self, slot: int) -> None:
+        scenario = self.scenario
+        environment = {
+            **os.environ,
+            **self.resources.environment(),
+            "AWS_ENDPOINT_URL": self.aws.endpoint_url,
+        }
+        rng = random.Random(scenario.seed * 7 + slot)  # noqa: S311
+        command = [sys.executable, "-m", "outbox.cli", "relay", "--once", "--max-seconds"]
+        while not self.stop.is_set():
+            with self.tally.lock:
+                kill = self.tally.sigkills < scenario.sigkills and rng.random() < 0.6
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [*command, str(scenario.relay_run_seconds)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=environment,
+            )
+            self.tally.relay_started()
+            try:
+                out, _ = process.communicate(timeout=rng.uniform(1.5, 4.0) if kill else 120)
+            except subprocess.TimeoutExpired:
+                process.kill()  # SIGKILL
+                process.communicate()
+                with self.tally.lock:
+                    self.tally.sigkills += 1
+                out = ""
+            finally:
+                self.tally.relay_ended()
+            with self.tally.lock:
+                self.tally.process_runs += 1
+                for line in reversed(out.strip().splitlines()):
+                    with suppress(ValueError):
+                        self.tally.process_sent += int(json.loads(line).get("sent", 0))
+                        break
+
+    # -- phases ------------------------------------------------------------------------------------
+
+    def chaos_phase(self) -> None:
+        scenario = self.scenario
+        started = time.monotonic()
+        ingest = [
+            threading.Thread(target=self.ingest_client, args=(n,), name=f"ingest-{n}")
+            for n in range(scenario.clients)
+        ]
+        relays = [
+            threading.Thread(target=self.relay_slot, args=(n,), name=f"relay-{n}")
+            for n in range(scenario.relays)
+        ]
+        processes = [
+            threading.Thread(target=self.process_slot, args=(n,), name=f"relay-process-{n}")
+            for n in range(scenario.process_relays)
+        ]
+        killer = threading.Thread(target=self.killer, name="killer")
+        for thread in [*ingest, *relays, *processes, killer]:
+            thread.start()
+        for thread in ingest:
+            thread.join()
+        self.ingest_seconds = time.monotonic() - started
+        while time.monotonic() - started < scenario.max_chaos_seconds:
+            with self.tally.lock:
+                kills_done = self.tally.simulated_kills >= scenario.kills or scenario.relays == 0
+                sigkills_done = self.tally.sigkills >= scenario.sigkills or scenario.process_relays == 0
+            if kills_done and sigkills_done:
+                break
+            time.sleep(0.2)
+        self.stop.set()
+        for thread in [*relays, *processes, killer]:
+            thread.join()
+
+    def drain_phase(self, figures: Figures) -> None:
+        dynamodb, sqs = self.client("dynamodb"), self.client("sqs")
+        for message_id in list(admin.failed_message_ids(dynamodb, self.settings)):
+            admin.requeue(message_id, dynamodb=dynamodb, settings=self.settings, actor="chaos-drain")
+            figures.requeued.append(message_id)
+        clock = OffsetClock(timedelta(hours=2))  # past every lease (30 s) and backoff (1 s)
+        relay = Relay(
+            dynamodb=dynamodb, sqs=sqs, settings=self.settings, clock=clock, retry_policy=RELAY_RETRIES
+        )
+        deadline = time.monotonic() + self.scenario.drain_budget_seconds
+        while time.monotonic() < deadline:
+            summary = relay.run(min(deadline, time.monotonic() + 30))
+            figures.drain_runs += 1
+            figures.drain_sent += summary.sent
+            self.tally.relay.merge(summary)
+            if not dynamodb.scan(TableName=self.settings.outbox_table, Select="COUNT", ConsistentRead=True)[
+                "Count"
+            ]:
+                return
+            if summary.sent == 0:
+                time.sleep(0.2)
+
+
+@contextmanager
+def _environment(extra: dict[str, str]) -> Iterator[None]:
+    with mock.patch.dict(os.environ, {**DUMMY_CREDENTIALS, **SCENARIO_SETTINGS, **extra}):
+        for name in ("AWS_PROFILE",):
+            os.environ.pop(name, None)
+        yield
+
+
+def run_scenario(scenario: Scenario) -> Figures:
+    """Run one scenario end to end on a fresh embedded AWS; returns the figures (see `Figures.ok`)."""
+    started = time.monotonic()
+    logging.getLogger("outbox-relay").setLevel(logging.ERROR)  # rollbacks and poison are expected here
+    aws = EmbeddedAws().start()
+    try:
+        with _environment({"AWS_ENDPOINT_URL": aws.endpoint_url}):
+            setup = boto3.session.Session()
+            dynamodb = setup.client("dynamodb", endpoint_url=aws.endpoint_url, region_name="us-east-1")
+            sqs = setup.client("sqs", endpoint_url=aws.endpoint_url, region_name="us-east-1")
+            resources = provision(dynamodb, sqs, prefix="chaos", fifo=scenario.fifo)
+            settings = Settings.from_env({**os.environ, **resources.environment()})
+            run = _Run(scenario, aws, resources, settings)
+            sampler = StatusSampler(run.client("dynamodb"), settings.messages_table)
+            sampler.start()
+            run.chaos_phase()
+            chaos_seconds = time.monotonic() - started
+            figures = Figures(scenario=asdict(scenario) | {"groups": scenario.groups})
+            figures.chaos_seconds = round(chaos_seconds, 1)
+            figures.ingest_seconds = round(run.ingest_seconds, 1)
+            run.drain_phase(figures)
+            sampler.stop()
+            _fill_figures(figures, run.tally)
+            check(
+                figures,
+                run.accepted,
+                sampler=sampler,
+                dynamodb=dynamodb,
+                sqs=sqs,
+                resources=resources,
+                settings=settings,
+                fifo=scenario.fifo,
+            )
+    finally:
+        aws.stop()
+    figures.seconds = round(time.monotonic() - started, 1)
+    return figures
+
+
+def _fill_figures(figures: Figures, tally: Tally) -> None:
+    faults: Counter[str] = Counter()
+    faults_by_operation: Counter[str] = Counter()
+    for injector in tally.injectors:
+        for (operation, kind), count in injector.injected.items():
+            faults[kind.value] += count
+            faults_by_operation[operation] += count
+    calls = sum(counter.total for counter in tally.counters)
+    figures.faults = dict(sorted(faults.items()))
+    figures.faults_by_operation = dict(sorted(faults_by_operation.items()))
+    figures.faults_total = sum(faults.values())
+    figures.faulted_client_calls = calls
+    figures.fault_share_of_calls = round(figures.faults_total / calls, 4) if calls else 0.0
+    figures.simulated_kills = tally.simulated_kills
+    figures.kills_by_moment = dict(tally.kills_by_moment)
+    figures.sigkills = tally.sigkills
+    figures.max_concurrent_relays = tally.max_live_relays
+    figures.relay_runs = tally.relay_runs
+    figures.process_relay_runs = tally.process_runs
+    figures.process_relay_sent = tally.process_sent
+    figures.ingest_retries = tally.ingest_retries
+    figures.ingest_replays = tally.ingest_replays
+    figures.ingest_abandoned = tally.ingest_abandoned
+    figures.ingest_bugs = tally.ingest_bugs[:20]
+    figures.relay_summary = tally.relay.as_dict()
