@@ -8,6 +8,7 @@ import time
 from outbox.clients import dynamodb_client, sqs_client
 from outbox.domain import Status
 from outbox.local.queue import message_id_of
+from outbox.testing.calls import CallCounter
 from outbox.testing.faults import Crash, CrashAfter
 from tests.conftest import (
     FakeClock,
@@ -80,21 +81,39 @@ def test_oldest_pending_age_is_reported(outbox: Outbox) -> None:
     assert summary.oldest_pending_age_seconds >= 89
 
 
+class SendTimedClock(FakeClock):
+    """Monotonic time that moves only when a send batch completes: deadlines without real timing."""
+
+    def __init__(self, seconds_per_send: float) -> None:
+        super().__init__()
+        self.ticks = 0.0
+        self.seconds_per_send = seconds_per_send
+
+    def monotonic(self) -> float:
+        return self.ticks
+
+    def on_send(self, **_: object) -> None:
+        self.ticks += self.seconds_per_send
+
+
 def test_deadline_stops_between_batches_and_leaves_no_half_state(outbox: Outbox) -> None:
     ids = ingest_messages(outbox, 40)
-    relay = make_relay(outbox, claim_batch_size=5, parallel_shards=1, batch_margin_seconds=0.0)
+    clock = SendTimedClock(seconds_per_send=10)
+    sqs_client().meta.events.register("after-call.sqs.SendMessageBatch", clock.on_send)
+    relay = make_relay(outbox, clock, claim_batch_size=5, parallel_shards=1, batch_margin_seconds=0.0)
 
-    summary = relay.run(time.monotonic() + 0.05)  # time for a batch or two, not for 40 messages
+    summary = relay.run(25)  # batches start at t=0, 10 and 20 (one send each), then the deadline stops it
 
     assert not summary.drained
-    assert 0 < summary.sent < 40
+    assert summary.sent == 15
     entries = outbox.entries()
     assert all("claim_token" not in entry for entry in entries)  # every claim finalized or given back
     with_entry = {entry["message_id"]["S"] for entry in entries}
     for message_id in ids:
         status = outbox.message(message_id)["status"]["S"]  # type: ignore[index]
         assert (status == Status.PENDING) == (message_id in with_entry)
-    assert run_relay(relay).sent == 40 - summary.sent
+    sqs_client().meta.events.unregister("after-call.sqs.SendMessageBatch", clock.on_send)
+    assert run_relay(make_relay(outbox)).sent == 40 - summary.sent
 
 
 def test_a_relay_started_past_its_deadline_does_nothing(outbox: Outbox) -> None:
@@ -152,3 +171,19 @@ def test_summary_is_json_ready(outbox: Outbox) -> None:
     summary = run_relay(make_relay(outbox)).as_dict()
     assert json.loads(json.dumps(summary))["sent"] == 2
     assert {"sent", "rolled_back", "poisoned", "retries", "duplicates_possible", "drained"} <= set(summary)
+
+
+def test_short_shards_share_claim_batches(outbox: Outbox) -> None:
+    """40 messages over 8 shards (about 5 each) with claim batches of 10: 4 claims and 4 finalizes, not one
+    of each per shard; the leftovers of one shard fill the next shard's batch (ADR 0012)."""
+    ids = ingest_messages(outbox, 40)
+    counter = CallCounter(dynamodb_client(), sqs_client())
+
+    summary = run_relay(make_relay(outbox, claim_batch_size=10))
+
+    assert summary.sent == 40
+    assert outbox.entries() == []
+    assert sorted(message_id_of(m) for m in receive_all(outbox.resources.queue_url)) == sorted(ids)
+    assert counter.calls["TransactWriteItems"] == 8  # 4 claims + 4 finalizes
+    assert counter.calls["BatchGetItem"] == 4
+    assert counter.calls["Query"] == outbox.settings.outbox_shards  # one page per shard

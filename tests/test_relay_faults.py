@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from outbox.clients import dynamodb_client, sqs_client
-from outbox.domain import EntryState, Status, shard_for
+from outbox.domain import EntryState, Status
 from outbox.local.queue import message_id_of
 from outbox.testing.faults import FaultInjector, FaultKind
 from relay import admin
@@ -104,7 +104,7 @@ def test_a_definite_rejection_poisons_at_once(server_outbox: Outbox) -> None:
     rejected, fine = ingest_messages(server_outbox, 2)
     FaultInjector(sqs_client()).add("SendMessageBatch", FaultKind.ENTRY_REJECTED, when=rejected, times=None)
 
-    summary = run_relay(make_relay(server_outbox))
+    summary = run_relay(make_relay(server_outbox, claim_batch_size=1))  # the fault rejects a whole batch
 
     assert (summary.poisoned, summary.sent) == (1, 1)
     assert server_outbox.message(rejected)["status"] == {"S": Status.FAILED}  # type: ignore[index]
@@ -126,16 +126,14 @@ def test_whole_call_failures_are_unknown_outcomes_and_not_counted(server_outbox:
 def test_finalize_that_keeps_failing_is_reported_and_delivered_later_with_the_same_id(
     server_outbox: Outbox,
 ) -> None:
-    shards = server_outbox.settings.outbox_shards
     ids = ingest_messages(server_outbox, 12)
-    victim = ids[0]
-    others = [mid for mid in ids if shard_for(mid, shards) != shard_for(victim, shards)]
+    victim, others = ids[0], ids[1:]
     faults = FaultInjector(dynamodb_client()).add(
         "TransactWriteItems", FaultKind.TRANSACTION_CONFLICT, when=victim, times=None
     )
     clock = FakeClock()
 
-    summary = run_relay(make_relay(server_outbox, clock))
+    summary = run_relay(make_relay(server_outbox, clock, claim_batch_size=1))  # the victim's batch alone
 
     assert summary.finalize_failed >= 1
     assert any("finalize failed" in error for error in summary.errors)
