@@ -2,13 +2,36 @@
 
 Public API: `outbox_write` (actions for your own transaction), `enqueue` (a transaction of its own),
 `Settings`, `Status`, and the errors in `outbox.errors`.
+
+The names are resolved on first use (PEP 562), so importing one submodule (the relay's handler imports
+`outbox.clients`) does not import the ingest path with it: a cold start pays only for what it runs.
 """
 
-from outbox.api import OutboxWrite, enqueue, outbox_write
-from outbox.domain import Status
-from outbox.errors import IdempotencyConflict, InvalidRequest, OutboxError, StoreUnavailable
-from outbox.service import Accepted
-from outbox.settings import Settings, SettingsError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from outbox.api import OutboxWrite, enqueue, outbox_write
+    from outbox.domain import Status
+    from outbox.errors import IdempotencyConflict, InvalidRequest, OutboxError, StoreUnavailable
+    from outbox.service import Accepted
+    from outbox.settings import Settings, SettingsError
+
+_EXPORTS = {
+    "Accepted": "outbox.service",
+    "IdempotencyConflict": "outbox.errors",
+    "InvalidRequest": "outbox.errors",
+    "OutboxError": "outbox.errors",
+    "OutboxWrite": "outbox.api",
+    "Settings": "outbox.settings",
+    "SettingsError": "outbox.settings",
+    "Status": "outbox.domain",
+    "StoreUnavailable": "outbox.errors",
+    "enqueue": "outbox.api",
+    "outbox_write": "outbox.api",
+}
 
 __all__ = [
     "Accepted",
@@ -23,3 +46,12 @@ __all__ = [
     "enqueue",
     "outbox_write",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'outbox' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

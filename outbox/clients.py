@@ -3,15 +3,18 @@
 Nothing here talks to AWS at import time. Each client honours `AWS_ENDPOINT_URL` (moto, any emulator) as
 it is when the client is first built; `reset_clients()` forgets them, for tests and local stacks that move
 the endpoint.
+
+Clients come from a botocore session, not boto3: boto3 adds resources and s3transfer, which we never use,
+to every cold start (about 50 ms of import here; bench/startup.py measures it).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 if TYPE_CHECKING:
@@ -34,12 +37,22 @@ def _endpoint_url() -> str | None:
 
 @functools.cache
 def dynamodb_client() -> DynamoDBClient:
-    return boto3.session.Session().client("dynamodb", endpoint_url=_endpoint_url(), config=CLIENT_CONFIG)
+    return cast(
+        "DynamoDBClient",
+        _session().create_client("dynamodb", endpoint_url=_endpoint_url(), config=CLIENT_CONFIG),
+    )
 
 
 @functools.cache
 def sqs_client() -> SQSClient:
-    return boto3.session.Session().client("sqs", endpoint_url=_endpoint_url(), config=CLIENT_CONFIG)
+    return cast(
+        "SQSClient", _session().create_client("sqs", endpoint_url=_endpoint_url(), config=CLIENT_CONFIG)
+    )
+
+
+def _session() -> botocore.session.Session:
+    """A new session per client: botocore sessions are not thread-safe, and these are built once each."""
+    return botocore.session.get_session()
 
 
 def reset_clients() -> None:

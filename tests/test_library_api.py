@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from botocore.exceptions import ClientError
@@ -76,3 +78,23 @@ def test_enqueue_runs_alone_and_is_idempotent(outbox: Outbox) -> None:
     assert (first.replayed, again.replayed) == (False, True)
     assert first.message_id == again.message_id
     assert outbox.counts() == (1, 1)
+
+
+def test_every_public_name_resolves() -> None:
+    import outbox  # noqa: PLC0415 - the package's lazy exports are the subject
+
+    assert all(getattr(outbox, name) is not None for name in outbox.__all__)
+    with pytest.raises(AttributeError):
+        _ = outbox.no_such_name
+
+
+def test_the_relay_handler_imports_neither_boto3_nor_the_ingest_path() -> None:
+    """What a relay cold start imports (bench/startup.py times it; this keeps the module set honest)."""
+    script = "import sys, relay.handler; print(' '.join(sorted(sys.modules)))"
+    modules = set(
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert "relay.handler" in modules
+    assert not modules & {"boto3", "s3transfer", "outbox.api", "outbox.service", "outbox.ingest"}
