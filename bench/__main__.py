@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.report import document, markdown
-from bench.run import run_benchmark
+from bench.run import progress, run_benchmark
 from bench.startup import HANDLER_MODULES, import_seconds, lambda_asset
 from relay.core import RelayConfig
 
@@ -42,7 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = run_benchmark(
         messages=args.messages, payload_kbs=payload_kbs, ingest_sample=args.ingest_sample, config=config
     )
+    progress("cold imports of the handler modules")
     imports = {module: import_seconds(module) for module in HANDLER_MODULES}
+    if not args.no_asset:
+        progress("building the Lambda asset (pip)")
     asset = None if args.no_asset else lambda_asset()
     table = markdown(scenarios, imports=imports, asset=asset, command=command, config=config)
     print(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -424,6 +425,7 @@ def run_scenario(
             "MessageAttributes": {"message_id": {"DataType": "String", "StringValue": sample_id}},
         }
     )
+    progress(f"{payload_kb} KB: our relay, {messages:,} messages (load, then drain)")
     ours, queued_bytes, ingest_cost = _relay_side(
         aws,
         lookup,
@@ -434,6 +436,7 @@ def run_scenario(
         messages=messages,
         config=config,
     )
+    progress(f"{payload_kb} KB: naive relay, {messages:,} messages")
     naive, _, _ = _relay_side(
         aws,
         lookup,
@@ -445,6 +448,8 @@ def run_scenario(
         config=config,
     )
     assert ingest_cost is not None  # noqa: S101 - set by the "ours" side
+    if ingest_sample:
+        progress(f"{payload_kb} KB: ingest handler latency, {ingest_sample} calls")
     latency = (
         _handler_latency(
             lookup=lookup,
@@ -475,6 +480,11 @@ def run_scenario(
             sqs_bytes=sqs_bytes,
         ),
     )
+
+
+def progress(step: str) -> None:
+    """One line on stderr per step: a run takes minutes on moto, and stdout is the table."""
+    print(f"bench: {step}", file=sys.stderr, flush=True)
 
 
 def run_benchmark(

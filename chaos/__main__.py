@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ingest-pause", type=float, default=0.0, help="seconds between one client's requests"
     )
+    parser.add_argument(
+        "--sample-interval", type=float, default=0.25, help="seconds between two status scans"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     scenario = Scenario(
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         clients=args.clients,
         seed=args.seed,
         ingest_pause_seconds=args.ingest_pause,
+        sample_interval_seconds=args.sample_interval,
+        progress_seconds=10.0,
     )
     figures = run_scenario(scenario)
     args.output.parent.mkdir(parents=True, exist_ok=True)

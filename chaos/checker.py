@@ -133,7 +133,13 @@ class StatusSampler:
 
     def scan(self) -> None:
         seen: dict[str, str] = {}
-        for page in self._client.get_paginator("scan").paginate(TableName=self._table, ConsistentRead=True):
+        pages = self._client.get_paginator("scan").paginate(
+            TableName=self._table,
+            ConsistentRead=True,
+            ProjectionExpression="message_id, #status",
+            ExpressionAttributeNames={"#status": "status"},
+        )
+        for page in pages:
             for item in page["Items"]:
                 seen[item["message_id"]["S"]] = item["status"]["S"]
         self.scans += 1
@@ -223,9 +229,9 @@ def _order_violations(received: list[dict[str, Any]], accepted: list[Accepted]) 
             expected[message.group].append(message.message_id)
     actual: dict[str, list[str]] = defaultdict(list)
     seen: set[str] = set()
-    for message in received:
-        message_id = message_id_of(message)
-        group = message.get("Attributes", {}).get("MessageGroupId", "")
+    for sqs_message in received:
+        message_id = message_id_of(sqs_message)
+        group = sqs_message.get("Attributes", {}).get("MessageGroupId", "")
         if message_id in seen:
             continue
         seen.add(message_id)

@@ -21,15 +21,17 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import boto3
+import botocore.session
 
 from chaos.checker import Accepted, Figures, StatusSampler, check
 from chaos.kills import (
@@ -64,6 +66,8 @@ the settings allow (3x the 10 s claim-to-finalize budget)."""
 RELAY_RETRIES = RetryPolicy(attempts=4, initial_wait_seconds=0.02, max_wait_seconds=0.2)
 KILL_AFTER_OPERATIONS = ("TransactWriteItems", "SendMessageBatch", "BatchGetItem", "UpdateItem")
 INGEST_MAX_TRIES = 60
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RELAY_PROCESS = (sys.executable, "-m", "chaos.relay_process")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,10 @@ class Scenario:
     drain_budget_seconds: float = 120.0
     ingest_pause_seconds: float = 0.0
     """Pause between one client's requests, to spread ingest over the relays' kills."""
+    sample_interval_seconds: float = 0.25
+    progress_seconds: float = 0.0
+    """Print a progress line to stderr this often during ingest (0: never)."""
+    """Pause between two status scans (each reads the whole Messages table: widen it for big runs)."""
 
     @property
     def groups(self) -> int:
@@ -100,6 +108,9 @@ class Tally:
     sigkills: int = 0
     process_runs: int = 0
     process_sent: int = 0
+    process_faults: Counter[str] = field(default_factory=Counter)
+    process_faults_by_operation: Counter[str] = field(default_factory=Counter)
+    process_calls: int = 0
     relay_runs: int = 0
     relay: RunSummary = field(default_factory=RunSummary)
     ingest_retries: int = 0
@@ -150,9 +161,11 @@ class _Run:
         self.accepted: list[Accepted] = []
         self.accepted_lock = threading.Lock()
         self.ingest_seconds = 0.0
+        self.last_progress = 0.0
 
     def client(self, service: str) -> Any:
-        return boto3.session.Session().client(
+        """A client of its own (faults and kill switches are per client), built as `outbox.clients` does."""
+        return botocore.session.get_session().create_client(
             service, endpoint_url=self.aws.endpoint_url, config=CLIENT_CONFIG, region_name="us-east-1"
         )
 
@@ -262,7 +275,10 @@ class _Run:
             with self.tally.lock:
                 if self.tally.simulated_kills >= scenario.kills:
                     return
+                due = self._kill_due(self.tally.simulated_kills, scenario.kills)
             time.sleep(self.rng.uniform(0.1, 0.8))
+            if not due:
+                continue
             live = [switch for switch in self.slots.values() if switch is not None and not switch.tripped]
             if not live:
                 continue
@@ -275,6 +291,7 @@ class _Run:
     # -- subprocess relays -------------------------------------------------------------------------
 
     def process_slot(self, slot: int) -> None:
+        """Run `chaos.relay_process` (a relay with faults on) over and over; SIGKILL some of them."""
         scenario = self.scenario
         environment = {
             **os.environ,
@@ -282,36 +299,75 @@ class _Run:
             "AWS_ENDPOINT_URL": self.aws.endpoint_url,
         }
         rng = random.Random(scenario.seed * 7 + slot)  # noqa: S311
-        command = [sys.executable, "-m", "outbox.cli", "relay", "--once", "--max-seconds"]
+        generation = 0
         while not self.stop.is_set():
+            generation += 1
             with self.tally.lock:
-                kill = self.tally.sigkills < scenario.sigkills and rng.random() < 0.6
+                kill = self._kill_due(self.tally.sigkills, scenario.sigkills) and rng.random() < 0.6
+            command = [
+                *RELAY_PROCESS,
+                f"--seed={scenario.seed * 10_000 + 5_000 + slot * 100 + generation}",
+                f"--fault-rate={scenario.fault_rate}",
+                f"--max-seconds={scenario.relay_run_seconds}",
+            ]
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [*command, str(scenario.relay_run_seconds)],
+                command,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
                 env=environment,
+                cwd=PROJECT_ROOT,
             )
             self.tally.relay_started()
             try:
                 out, _ = process.communicate(timeout=rng.uniform(1.5, 4.0) if kill else 120)
             except subprocess.TimeoutExpired:
                 process.kill()  # SIGKILL
-                process.communicate()
+                out, _ = process.communicate()
                 with self.tally.lock:
                     self.tally.sigkills += 1
-                out = ""
             finally:
                 self.tally.relay_ended()
-            with self.tally.lock:
-                self.tally.process_runs += 1
-                for line in reversed(out.strip().splitlines()):
-                    with suppress(ValueError):
-                        self.tally.process_sent += int(json.loads(line).get("sent", 0))
-                        break
+            self._record_process(out)
+
+    def _record_process(self, out: str) -> None:
+        """Take the last fault report and the summary (absent when killed) from a relay process's output."""
+        faults: dict[str, Any] = {}
+        summary: dict[str, Any] = {}
+        for line in out.splitlines():
+            with suppress(ValueError, AttributeError):
+                report = json.loads(line)
+                faults = report.get("faults", faults)
+                summary = report.get("summary", summary)
+        with self.tally.lock:
+            self.tally.process_runs += 1
+            self.tally.process_sent += int(summary.get("sent", 0))
+            self.tally.process_faults.update(faults.get("by_kind", {}))
+            self.tally.process_faults_by_operation.update(faults.get("by_operation", {}))
+            self.tally.process_calls += int(faults.get("calls", 0))
+
+    def _kill_due(self, done: int, target: int) -> bool:
+        """Kills are spread over the ingest: the n-th is due once about n/target of the messages are in."""
+        with self.accepted_lock:
+            progress = 1.0 if self.ingest_done.is_set() else len(self.accepted) / self.scenario.messages
+        return done < target and done < target * progress + 1
 
     # -- phases ------------------------------------------------------------------------------------
+
+    def report_progress(self, started: float) -> None:
+        """One line on stderr, at most every `progress_seconds`: a big run takes many minutes on moto."""
+        if not self.scenario.progress_seconds or time.monotonic() - self.last_progress < 1:
+            return
+        self.last_progress = time.monotonic()
+        with self.accepted_lock, self.tally.lock:
+            accepted = len(self.accepted)
+            kills, sigkills = self.tally.simulated_kills, self.tally.sigkills
+        print(
+            f"chaos: {accepted:,}/{self.scenario.messages:,} accepted, {kills} simulated kills, "
+            f"{sigkills} SIGKILLs, {time.monotonic() - started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def chaos_phase(self) -> None:
         scenario = self.scenario
@@ -332,7 +388,10 @@ class _Run:
         for thread in [*ingest, *relays, *processes, killer]:
             thread.start()
         for thread in ingest:
-            thread.join()
+            while thread.is_alive():
+                thread.join(timeout=self.scenario.progress_seconds or None)
+                self.report_progress(started)
+        self.ingest_done.set()
         self.ingest_seconds = time.monotonic() - started
         while time.monotonic() - started < scenario.max_chaos_seconds:
             with self.tally.lock:
@@ -377,19 +436,24 @@ def _environment(extra: dict[str, str]) -> Iterator[None]:
 
 
 def run_scenario(scenario: Scenario) -> Figures:
-    """Run one scenario end to end on a fresh embedded AWS; returns the figures (see `Figures.ok`)."""
+    """Run one scenario end to end on its own embedded AWS and tables; returns the figures (`Figures.ok`)."""
     started = time.monotonic()
     logging.getLogger("outbox-relay").setLevel(logging.ERROR)  # rollbacks and poison are expected here
     aws = EmbeddedAws().start()
     try:
         with _environment({"AWS_ENDPOINT_URL": aws.endpoint_url}):
-            setup = boto3.session.Session()
-            dynamodb = setup.client("dynamodb", endpoint_url=aws.endpoint_url, region_name="us-east-1")
-            sqs = setup.client("sqs", endpoint_url=aws.endpoint_url, region_name="us-east-1")
-            resources = provision(dynamodb, sqs, prefix="chaos", fifo=scenario.fifo)
+            setup: Any = botocore.session.get_session()
+            dynamodb = setup.create_client("dynamodb", endpoint_url=aws.endpoint_url, region_name="us-east-1")
+            sqs = setup.create_client("sqs", endpoint_url=aws.endpoint_url, region_name="us-east-1")
+            # moto's backends are process-wide: a second scenario in one process (the tests run two) sees
+            # the first one's tables, so every scenario gets names of its own.
+            prefix = f"chaos-{'fifo' if scenario.fifo else 'std'}-{uuid.uuid4().hex[:8]}"
+            resources = provision(dynamodb, sqs, prefix=prefix, fifo=scenario.fifo)
             settings = Settings.from_env({**os.environ, **resources.environment()})
             run = _Run(scenario, aws, resources, settings)
-            sampler = StatusSampler(run.client("dynamodb"), settings.messages_table)
+            sampler = StatusSampler(
+                run.client("dynamodb"), settings.messages_table, interval=scenario.sample_interval_seconds
+            )
             sampler.start()
             run.chaos_phase()
             chaos_seconds = time.monotonic() - started
@@ -422,7 +486,9 @@ def _fill_figures(figures: Figures, tally: Tally) -> None:
         for (operation, kind), count in injector.injected.items():
             faults[kind.value] += count
             faults_by_operation[operation] += count
-    calls = sum(counter.total for counter in tally.counters)
+    faults.update(tally.process_faults)
+    faults_by_operation.update(tally.process_faults_by_operation)
+    calls = sum(counter.total for counter in tally.counters) + tally.process_calls
     figures.faults = dict(sorted(faults.items()))
     figures.faults_by_operation = dict(sorted(faults_by_operation.items()))
     figures.faults_total = sum(faults.values())
