@@ -180,7 +180,7 @@ def markdown(
         lines += ["", "Cold start:", "", _row("figure", ["value"]), _row("---", ["---:"])]
         for module, seconds in (imports or {}).items():
             lines.append(
-                _row(f"`import {module}` (fresh interpreter, median of 3)", [f"{seconds * 1000:.0f} ms"])
+                _row(f"`import {module}` (fresh interpreter, least of 7)", [f"{seconds * 1000:.0f} ms"])
             )
         if asset is not None:
             if asset.zipped_bytes is None:
