@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sample-interval", type=float, default=0.25, help="seconds between two status scans"
     )
+    parser.add_argument("--groups-per-client", type=int, default=3, help="FIFO groups per ingest client")
+    parser.add_argument("--relay-seconds", type=float, default=6.0, help="time budget of one relay run")
+    parser.add_argument("--drain-budget", type=float, default=120.0, help="seconds the clean drain may take")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     scenario = Scenario(
@@ -49,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         ingest_pause_seconds=args.ingest_pause,
         sample_interval_seconds=args.sample_interval,
         progress_seconds=10.0,
+        groups_per_client=args.groups_per_client,
+        relay_run_seconds=args.relay_seconds,
+        drain_budget_seconds=args.drain_budget,
     )
     figures = run_scenario(scenario)
     args.output.parent.mkdir(parents=True, exist_ok=True)

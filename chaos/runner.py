@@ -95,9 +95,14 @@ class Scenario:
     """Print a progress line to stderr this often during ingest (0: never)."""
     """Pause between two status scans (each reads the whole Messages table: widen it for big runs)."""
 
+    groups_per_client: int = 3
+    """FIFO groups per ingest client. A FIFO relay sends at most one entry per group in a `SendMessageBatch`
+    (DESIGN §4.3), so few groups mean few messages per call and a slow drain."""
+
     @property
     def groups(self) -> int:
-        return self.clients * 3  # each FIFO group belongs to one client: its order is defined (DESIGN §4.7)
+        # each FIFO group belongs to one client: its order is defined (DESIGN §4.7)
+        return self.clients * self.groups_per_client
 
 
 @dataclass
@@ -108,9 +113,9 @@ class Tally:
     sigkills: int = 0
     process_runs: int = 0
     process_sent: int = 0
-    process_faults: Counter[str] = field(default_factory=Counter)
-    process_faults_by_operation: Counter[str] = field(default_factory=Counter)
-    process_calls: int = 0
+    finished_faults: Counter[str] = field(default_factory=Counter)
+    finished_faults_by_operation: Counter[str] = field(default_factory=Counter)
+    finished_calls: int = 0
     relay_runs: int = 0
     relay: RunSummary = field(default_factory=RunSummary)
     ingest_retries: int = 0
@@ -121,6 +126,16 @@ class Tally:
     counters: list[CallCounter] = field(default_factory=list)
     max_live_relays: int = 0
     live_relays: int = 0
+
+    def absorb(self, injectors: list[FaultInjector], counter: CallCounter) -> None:
+        """Fold a finished relay run's fault and call counts in, so its clients can be freed (a big run
+        has hundreds of runs; keeping every client alive cost gigabytes)."""
+        with self.lock:
+            for injector in injectors:
+                for (operation, kind), count in injector.injected.items():
+                    self.finished_faults[kind.value] += count
+                    self.finished_faults_by_operation[operation] += count
+            self.finished_calls += counter.total
 
     def relay_started(self) -> None:
         with self.lock:
@@ -163,9 +178,10 @@ class _Run:
         self.ingest_seconds = 0.0
         self.last_progress = 0.0
 
-    def client(self, service: str) -> Any:
-        """A client of its own (faults and kill switches are per client), built as `outbox.clients` does."""
-        return botocore.session.get_session().create_client(
+    def client(self, service: str, session: Any = None) -> Any:
+        """A client of its own (faults and kill switches are per client), built as `outbox.clients` does.
+        A caller that builds many passes its own session, which loads each service model once."""
+        return (session or botocore.session.get_session()).create_client(
             service, endpoint_url=self.aws.endpoint_url, config=CLIENT_CONFIG, region_name="us-east-1"
         )
 
@@ -226,18 +242,16 @@ class _Run:
     def relay_slot(self, slot: int) -> None:
         scenario = self.scenario
         generation = 0
+        session = botocore.session.get_session()  # used by this thread only
         while not self.stop.is_set():
             generation += 1
-            dynamodb, sqs = self.client("dynamodb"), self.client("sqs")
+            dynamodb, sqs = self.client("dynamodb", session), self.client("sqs", session)
             seed = scenario.seed * 10_000 + slot * 100 + generation
-            with self.tally.lock:
-                self.tally.injectors.append(
-                    install_faults(dynamodb, RELAY_DYNAMODB_FAULTS, scenario.fault_rate, seed)
-                )
-                self.tally.injectors.append(
-                    install_faults(sqs, RELAY_SQS_FAULTS, scenario.fault_rate, seed + 1)
-                )
-                self.tally.counters.append(CallCounter(dynamodb, sqs))
+            injectors = [
+                install_faults(dynamodb, RELAY_DYNAMODB_FAULTS, scenario.fault_rate, seed),
+                install_faults(sqs, RELAY_SQS_FAULTS, scenario.fault_rate, seed + 1),
+            ]
+            counter = CallCounter(dynamodb, sqs)
             switch = KillSwitch([dynamodb, sqs])
             self.slots[slot] = switch
             relay = Relay(
@@ -256,6 +270,7 @@ class _Run:
             finally:
                 self.tally.relay_ended()
                 self.slots[slot] = None
+            self.tally.absorb(injectors, counter)
             with self.tally.lock:
                 self.tally.relay_runs += 1
                 if switch.crashed:
@@ -342,9 +357,9 @@ class _Run:
         with self.tally.lock:
             self.tally.process_runs += 1
             self.tally.process_sent += int(summary.get("sent", 0))
-            self.tally.process_faults.update(faults.get("by_kind", {}))
-            self.tally.process_faults_by_operation.update(faults.get("by_operation", {}))
-            self.tally.process_calls += int(faults.get("calls", 0))
+            self.tally.finished_faults.update(faults.get("by_kind", {}))
+            self.tally.finished_faults_by_operation.update(faults.get("by_operation", {}))
+            self.tally.finished_calls += int(faults.get("calls", 0))
 
     def _kill_due(self, done: int, target: int) -> bool:
         """Kills are spread over the ingest: the n-th is due once about n/target of the messages are in."""
@@ -418,6 +433,8 @@ class _Run:
             summary = relay.run(min(deadline, time.monotonic() + 30))
             figures.drain_runs += 1
             figures.drain_sent += summary.sent
+            if self.scenario.progress_seconds:
+                print(f"chaos: drain sent {figures.drain_sent:,}", file=sys.stderr, flush=True)
             self.tally.relay.merge(summary)
             if not dynamodb.scan(TableName=self.settings.outbox_table, Select="COUNT", ConsistentRead=True)[
                 "Count"
@@ -494,9 +511,9 @@ def _fill_figures(figures: Figures, tally: Tally) -> None:
         for (operation, kind), count in injector.injected.items():
             faults[kind.value] += count
             faults_by_operation[operation] += count
-    faults.update(tally.process_faults)
-    faults_by_operation.update(tally.process_faults_by_operation)
-    calls = sum(counter.total for counter in tally.counters) + tally.process_calls
+    faults.update(tally.finished_faults)
+    faults_by_operation.update(tally.finished_faults_by_operation)
+    calls = sum(counter.total for counter in tally.counters) + tally.finished_calls
     figures.faults = dict(sorted(faults.items()))
     figures.faults_by_operation = dict(sorted(faults_by_operation.items()))
     figures.faults_total = sum(faults.values())
