@@ -85,6 +85,10 @@ def print_figures(console: Console, figures: Figures) -> None:
         ("lost", f"{figures.lost}"),
         ("wrong payload", f"{figures.wrong_payload}"),
         ("duplicates (extra copies)", f"{figures.duplicates} ({figures.duplicates_unexplained} unexplained)"),
+        (
+            "  of requeued messages / sent > 5 min apart",
+            f"{figures.duplicates_requeued} / {figures.duplicates_outside_dedup_window}",
+        ),
         ("status regressions", f"{figures.regressions} ({figures.status_scans:,} scans)"),
         ("stuck entries", f"{figures.stuck_entries}"),
         ("FIFO order violations", f"{figures.order_violations}"),

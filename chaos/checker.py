@@ -17,6 +17,7 @@ ALLOWED_MOVES = {("PENDING", "QUEUED"), ("PENDING", "FAILED")}
 """Forward moves; FAILED→PENDING (and FAILED→QUEUED, its requeue seen between samples) only for a
 message the drain requeued: that is the one audited backwards move (DESIGN §2)."""
 REQUEUE_MOVES = {("FAILED", "PENDING"), ("FAILED", "QUEUED")}
+DEDUPLICATION_WINDOW_MS = 5 * 60 * 1000
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class Figures:
     duplicates: int = 0
     duplicated_messages: int = 0
     duplicates_unexplained: int = 0
+    duplicates_requeued: int = 0
+    """Extra copies of messages the drain requeued (an operator's requeue of a FAILED message)."""
+    duplicates_outside_dedup_window: int = 0
+    """Extra copies sent more than SQS's 5-minute deduplication window after the first (FIFO: DESIGN's
+    one duplicate window on a FIFO queue)."""
     regressions: int = 0
     regression_samples: list[str] = field(default_factory=list)
     vanished: int = 0
@@ -207,6 +213,7 @@ def check(
 
     if fifo:
         figures.order_violations = _order_violations(received, accepted)
+    _classify_duplicates(figures, received)
     # Standard queue: a duplicate needs a send whose outcome the relay could not know (a lost response, a
     # 5xx after SQS applied it) or a relay that died between send and finalize. With no such cause in the
     # run, any duplicate is unexplained.
@@ -218,6 +225,23 @@ def check(
     )
     if figures.duplicates and not causes:
         figures.duplicates_unexplained = figures.duplicates
+
+
+def _classify_duplicates(figures: Figures, received: list[dict[str, Any]]) -> None:
+    """Why each extra copy exists, as far as the queue shows it: a requeued message, or a copy sent more
+    than 5 minutes after the first (beyond SQS FIFO deduplication)."""
+    sent_at: dict[str, list[int]] = defaultdict(list)
+    for sqs_message in received:
+        sent_at[message_id_of(sqs_message)].append(int(sqs_message["Attributes"].get("SentTimestamp", 0)))
+    requeued = set(figures.requeued)
+    for message_id, times in sent_at.items():
+        extra = len(times) - 1
+        if extra <= 0:
+            continue
+        if message_id in requeued:
+            figures.duplicates_requeued += extra
+        elif max(times) - min(times) > DEDUPLICATION_WINDOW_MS:
+            figures.duplicates_outside_dedup_window += extra
 
 
 def _order_violations(received: list[dict[str, Any]], accepted: list[Accepted]) -> int:
