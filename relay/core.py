@@ -136,9 +136,7 @@ class Relay:
         start_key: dict[str, Any] | None = None
         first_page = True
         while True:
-            if self._seconds_left(deadline) < self._config.batch_margin_seconds:
-                summary.drained = False
-                carry.pending.clear()
+            if self._out_of_time(deadline, carry, summary):
                 return
             page, start_key = self.store.query_page(shard, start_key, limit=self._config.page_size)
             now_ms = epoch_millis(self._clock.now())
@@ -159,11 +157,18 @@ class Relay:
             if not self._take_batch(carry, deadline, summary):
                 return
 
+    def _out_of_time(self, deadline: float, carry: _Carry, summary: RunSummary) -> bool:
+        """Too close to the deadline for another page or batch: drop what is carried (nothing of it is
+        claimed; the next run reads it again) and say the outbox was not drained."""
+        if self._seconds_left(deadline) >= self._config.batch_margin_seconds:
+            return False
+        summary.drained = False
+        carry.pending.clear()
+        return True
+
     def _take_batch(self, carry: _Carry, deadline: float, summary: RunSummary) -> bool:
         """Process the next claim batch from the carry; False when the deadline leaves no time for it."""
-        if self._seconds_left(deadline) < self._config.batch_margin_seconds:
-            summary.drained = False
-            carry.pending.clear()
+        if self._out_of_time(deadline, carry, summary):
             return False
         size = self._config.claim_batch_size
         chunk, carry.pending[:] = carry.pending[:size], carry.pending[size:]
