@@ -10,10 +10,17 @@ request and the response), which the injected lost responses cover instead.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
 from outbox.testing.faults import Crash, FaultInjector, FaultKind
+from relay.core import RelayConfig
+from relay.retry import RetryPolicy
+
+RELAY_RETRIES: Final = RetryPolicy(attempts=4, initial_wait_seconds=0.02, max_wait_seconds=0.2)
+RELAY_CONFIG: Final = RelayConfig(parallel_shards=2, claim_batch_size=20)
+"""Every faulted relay, in-process or a process of its own, runs with these."""
 
 RELAY_DYNAMODB_FAULTS: Final[dict[str, list[tuple[FaultKind, float]]]] = {
     # Claims, finalizes and poison go through TransactWriteItems: every fault kind, lost responses most.
@@ -67,6 +74,17 @@ def install_faults(
             injector.add(operation, kind, times=None, rate=min(1.0, probability / max(left, 1e-9)))
             left -= probability
     return injector
+
+
+def fault_counts(injectors: Iterable[FaultInjector]) -> tuple[Counter[str], Counter[str]]:
+    """Faults injected so far, by kind and by operation."""
+    by_kind: Counter[str] = Counter()
+    by_operation: Counter[str] = Counter()
+    for injector in injectors:
+        for (operation, kind), count in list(injector.injected.items()):
+            by_kind[kind.value] += count
+            by_operation[operation] += count
+    return by_kind, by_operation
 
 
 class KillSwitch:

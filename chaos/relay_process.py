@@ -15,28 +15,27 @@ import random
 import sys
 import threading
 import time
-from collections import Counter
 
-from chaos.kills import RELAY_DYNAMODB_FAULTS, RELAY_SQS_FAULTS, install_faults
+from chaos.kills import (
+    RELAY_CONFIG,
+    RELAY_DYNAMODB_FAULTS,
+    RELAY_RETRIES,
+    RELAY_SQS_FAULTS,
+    fault_counts,
+    install_faults,
+)
 from outbox.clients import dynamodb_client, sqs_client
 from outbox.settings import Settings
 from outbox.testing.calls import CallCounter
 from outbox.testing.faults import FaultInjector
-from relay.core import Relay, RelayConfig
-from relay.retry import RetryPolicy
+from relay.core import Relay
 
 REPORT_INTERVAL_SECONDS = 0.5
-RETRIES = RetryPolicy(attempts=4, initial_wait_seconds=0.02, max_wait_seconds=0.2)
 
 
 def injected(injectors: list[FaultInjector], calls: CallCounter) -> dict[str, object]:
     """Faults so far, by kind and by operation, and the API calls they were drawn from."""
-    by_kind: Counter[str] = Counter()
-    by_operation: Counter[str] = Counter()
-    for injector in injectors:
-        for (operation, kind), count in list(injector.injected.items()):
-            by_kind[kind.value] += count
-            by_operation[operation] += count
+    by_kind, by_operation = fault_counts(injectors)
     return {"by_kind": dict(by_kind), "by_operation": dict(by_operation), "calls": calls.total}
 
 
@@ -56,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         dynamodb=dynamodb,
         sqs=sqs,
         settings=Settings.from_env(),
-        retry_policy=RETRIES,
-        config=RelayConfig(parallel_shards=2, claim_batch_size=20),
+        retry_policy=RELAY_RETRIES,
+        config=RELAY_CONFIG,
         rng=random.Random(args.seed),  # noqa: S311 - a reproducible schedule, not security
     )
     done = threading.Event()

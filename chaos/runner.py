@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,9 +36,12 @@ import botocore.session
 from chaos.checker import Accepted, Figures, StatusSampler, check
 from chaos.kills import (
     INGEST_DYNAMODB_FAULTS,
+    RELAY_CONFIG,
     RELAY_DYNAMODB_FAULTS,
+    RELAY_RETRIES,
     RELAY_SQS_FAULTS,
     KillSwitch,
+    fault_counts,
     install_faults,
 )
 from outbox.api import enqueue
@@ -50,9 +53,8 @@ from outbox.settings import Settings
 from outbox.testing.calls import CallCounter
 from outbox.testing.faults import Crash, FaultInjector
 from relay import admin
-from relay.core import Relay, RelayConfig
+from relay.core import Relay
 from relay.entries import RunSummary
-from relay.retry import RetryPolicy
 
 SCENARIO_SETTINGS = {
     "MAX_BACKOFF_SECONDS": "1",
@@ -63,7 +65,6 @@ SCENARIO_SETTINGS = {
 }
 """Backoff capped at a second so rolled-back entries come back within the scenario; the shortest lease
 the settings allow (3x the 10 s claim-to-finalize budget)."""
-RELAY_RETRIES = RetryPolicy(attempts=4, initial_wait_seconds=0.02, max_wait_seconds=0.2)
 KILL_AFTER_OPERATIONS = ("TransactWriteItems", "SendMessageBatch", "BatchGetItem", "UpdateItem")
 INGEST_MAX_TRIES = 60
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -113,29 +114,29 @@ class Tally:
     sigkills: int = 0
     process_runs: int = 0
     process_sent: int = 0
-    finished_faults: Counter[str] = field(default_factory=Counter)
-    finished_faults_by_operation: Counter[str] = field(default_factory=Counter)
-    finished_calls: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    faults_by_operation: Counter[str] = field(default_factory=Counter)
+    faulted_calls: int = 0
     relay_runs: int = 0
     relay: RunSummary = field(default_factory=RunSummary)
     ingest_retries: int = 0
     ingest_replays: int = 0
     ingest_abandoned: int = 0
     ingest_bugs: list[str] = field(default_factory=list)
-    injectors: list[FaultInjector] = field(default_factory=list)
-    counters: list[CallCounter] = field(default_factory=list)
     max_live_relays: int = 0
     live_relays: int = 0
 
     def absorb(self, injectors: list[FaultInjector], counter: CallCounter) -> None:
-        """Fold a finished relay run's fault and call counts in, so its clients can be freed (a big run
-        has hundreds of runs; keeping every client alive cost gigabytes)."""
+        """Fold a finished client's fault and call counts in, so the client can be freed (a big run has
+        hundreds of relay runs; keeping every client alive cost gigabytes)."""
+        by_kind, by_operation = fault_counts(injectors)
+        self.add_faults(by_kind, by_operation, counter.total)
+
+    def add_faults(self, by_kind: Mapping[str, int], by_operation: Mapping[str, int], calls: int) -> None:
         with self.lock:
-            for injector in injectors:
-                for (operation, kind), count in injector.injected.items():
-                    self.finished_faults[kind.value] += count
-                    self.finished_faults_by_operation[operation] += count
-            self.finished_calls += counter.total
+            self.faults.update(by_kind)
+            self.faults_by_operation.update(by_operation)
+            self.faulted_calls += calls
 
     def relay_started(self) -> None:
         with self.lock:
@@ -190,13 +191,17 @@ class _Run:
     def ingest_client(self, number: int) -> None:
         scenario = self.scenario
         dynamodb = self.client("dynamodb")
-        with self.tally.lock:
-            self.tally.injectors.append(
-                install_faults(
-                    dynamodb, INGEST_DYNAMODB_FAULTS, scenario.fault_rate, scenario.seed * 100 + number
-                )
-            )
-            self.tally.counters.append(CallCounter(dynamodb))
+        injector = install_faults(
+            dynamodb, INGEST_DYNAMODB_FAULTS, scenario.fault_rate, scenario.seed * 100 + number
+        )
+        counter = CallCounter(dynamodb)
+        try:
+            self._ingest(number, dynamodb)
+        finally:
+            self.tally.absorb([injector], counter)
+
+    def _ingest(self, number: int, dynamodb: Any) -> None:
+        scenario = self.scenario
         rng = random.Random(scenario.seed * 1000 + number)  # noqa: S311
         for index in range(number, scenario.messages, scenario.clients):
             payload = {"n": index, "client": number, "text": "chaos ✓ " + "x" * rng.randrange(0, 400)}
@@ -259,7 +264,7 @@ class _Run:
                 sqs=sqs,
                 settings=self.settings,
                 retry_policy=RELAY_RETRIES,
-                config=RelayConfig(parallel_shards=2, claim_batch_size=20),
+                config=RELAY_CONFIG,
                 rng=random.Random(seed),  # noqa: S311
             )
             self.tally.relay_started()
@@ -288,9 +293,10 @@ class _Run:
         scenario = self.scenario
         while not self.stop.is_set():
             with self.tally.lock:
-                if self.tally.simulated_kills >= scenario.kills:
-                    return
-                due = self._kill_due(self.tally.simulated_kills, scenario.kills)
+                done = self.tally.simulated_kills
+            if done >= scenario.kills:
+                return
+            due = self._kill_due(done, scenario.kills)
             time.sleep(self.rng.uniform(0.1, 0.8))
             if not due:
                 continue
@@ -318,7 +324,8 @@ class _Run:
         while not self.stop.is_set():
             generation += 1
             with self.tally.lock:
-                kill = self._kill_due(self.tally.sigkills, scenario.sigkills) and rng.random() < 0.6
+                done = self.tally.sigkills
+            kill = self._kill_due(done, scenario.sigkills) and rng.random() < 0.6
             command = [
                 *RELAY_PROCESS,
                 f"--seed={scenario.seed * 10_000 + 5_000 + slot * 100 + generation}",
@@ -357,9 +364,9 @@ class _Run:
         with self.tally.lock:
             self.tally.process_runs += 1
             self.tally.process_sent += int(summary.get("sent", 0))
-            self.tally.finished_faults.update(faults.get("by_kind", {}))
-            self.tally.finished_faults_by_operation.update(faults.get("by_operation", {}))
-            self.tally.finished_calls += int(faults.get("calls", 0))
+        self.tally.add_faults(
+            faults.get("by_kind", {}), faults.get("by_operation", {}), int(faults.get("calls", 0))
+        )
 
     def _kill_due(self, done: int, target: int) -> bool:
         """Kills are spread over the ingest: the n-th is due once about n/target of the messages are in."""
@@ -505,18 +512,10 @@ def run_scenario(scenario: Scenario) -> Figures:
 
 
 def _fill_figures(figures: Figures, tally: Tally) -> None:
-    faults: Counter[str] = Counter()
-    faults_by_operation: Counter[str] = Counter()
-    for injector in tally.injectors:
-        for (operation, kind), count in injector.injected.items():
-            faults[kind.value] += count
-            faults_by_operation[operation] += count
-    faults.update(tally.finished_faults)
-    faults_by_operation.update(tally.finished_faults_by_operation)
-    calls = sum(counter.total for counter in tally.counters) + tally.finished_calls
-    figures.faults = dict(sorted(faults.items()))
-    figures.faults_by_operation = dict(sorted(faults_by_operation.items()))
-    figures.faults_total = sum(faults.values())
+    calls = tally.faulted_calls
+    figures.faults = dict(sorted(tally.faults.items()))
+    figures.faults_by_operation = dict(sorted(tally.faults_by_operation.items()))
+    figures.faults_total = sum(tally.faults.values())
     figures.faulted_client_calls = calls
     figures.fault_share_of_calls = round(figures.faults_total / calls, 4) if calls else 0.0
     figures.simulated_kills = tally.simulated_kills
