@@ -18,7 +18,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from outbox.local.fast_moto import MotoInternalsChanged, install_fast_transactions
-from outbox.local.fast_sqs_clock import install_fast_sqs_clock
+from outbox.local.fast_sqs import install_fast_sqs
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 DUMMY_CREDENTIALS: Final = {
@@ -67,7 +67,10 @@ class EmbeddedAws:
                 install_fast_transactions()  # ADR 0011: same semantics, without copying whole tables
             except MotoInternalsChanged as exc:
                 warnings.warn(f"moto's own (slower) transactions are used: {exc}", stacklevel=2)
-            install_fast_sqs_clock()
+            try:
+                install_fast_sqs()  # ADR 0011: moto's answers, without needless datetimes and counts
+            except MotoInternalsChanged as exc:
+                warnings.warn(f"moto's SQS counts every queue on each send: {exc}", stacklevel=2)
         self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietRequestHandler

@@ -50,7 +50,9 @@ __all__ = [
     "check_moto_internals",
     "fast_transactions",
     "fast_transactions_installed",
+    "fingerprint",
     "install_fast_transactions",
+    "mismatched",
     "uninstall_fast_transactions",
 ]
 
@@ -104,19 +106,24 @@ class MotoInternalsChanged(RuntimeError):
     """The installed moto is not the one the fast-transaction patch was reviewed against."""
 
 
-def _fingerprint(function: Callable[..., Any]) -> str:
+def fingerprint(function: Callable[..., Any]) -> str:
     return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
+
+
+def mismatched(functions: Mapping[str, Callable[..., Any]], expected: Mapping[str, str]) -> list[str]:
+    """The names in `functions` whose source is not the reviewed one (sorted)."""
+    try:
+        return sorted(
+            name for name, function in functions.items() if fingerprint(function) != expected.get(name)
+        )
+    except (OSError, TypeError) as exc:  # no source available (e.g. a zipped or compiled-only install)
+        raise MotoInternalsChanged(f"cannot read moto's source to verify it: {exc}") from exc
 
 
 def check_moto_internals(expected: Mapping[str, str] = MOTO_FINGERPRINTS) -> None:
     """Raise `MotoInternalsChanged` unless every function the patch relies on is byte-for-byte the reviewed
     one, and `moto.dynamodb.models` still uses the `copy` module for its table snapshot."""
-    try:
-        changed = sorted(
-            name for name, function in _FINGERPRINTED.items() if _fingerprint(function) != expected.get(name)
-        )
-    except (OSError, TypeError) as exc:  # no source available (e.g. a zipped or compiled-only install)
-        raise MotoInternalsChanged(f"cannot read moto's source to verify it: {exc}") from exc
+    changed = mismatched(_FINGERPRINTED, expected)
     copy_global = getattr(moto_models, "copy", None)
     if copy_global is not _REAL_COPY_MODULE and not isinstance(copy_global, _TableSharingCopy):
         changed.append("moto.dynamodb.models.copy")
