@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from outbox.domain import EntryState, Status, epoch_millis, time_ordered_id_millis
+from outbox.settings import FIFO_RESEND_WINDOW_SECONDS
 from relay.clock import Clock, SystemClock
 from relay.entries import Entry, RunSummary
 from relay.retry import RetryPolicy, backoff_seconds
@@ -278,10 +279,25 @@ class Relay:
                 continue
             if entry.first_send_at is not None:
                 summary.duplicates_possible += 1  # claimed before: it may already be in the queue
+                self._note_late_resend(entry, summary)
             attributes = {name: value["S"] for name, value in item.get("attributes", {}).get("M", {}).items()}
             group_id = item["group_id"]["S"] if "group_id" in item else None
             outgoing.append(Outgoing(entry, item["payload"]["S"], attributes, group_id))
         return outgoing
+
+    def _note_late_resend(self, entry: Entry, summary: RunSummary) -> None:
+        """DESIGN §4.5: a FIFO resend past the 4-minute window is still sent (never parked for it), but
+        SQS may keep both copies, so it is counted and logged."""
+        if not self._settings.fifo or entry.first_send_at is None:
+            return
+        late_by_ms = epoch_millis(self._clock.now()) - entry.first_send_at - FIFO_RESEND_WINDOW_SECONDS * 1000
+        if late_by_ms > 0:
+            summary.resent_after_window += 1
+            logger.warning(
+                "FIFO resend after the deduplication margin: SQS may deliver it twice",
+                message_id=entry.message_id,
+                late_by_seconds=round(late_by_ms / 1000, 1),
+            )
 
     def _finalize(
         self, accepted: list[SendResult], token: str, seconds_left: Callable[[], float], summary: RunSummary

@@ -68,6 +68,8 @@ class RunSummary:
     poisoned: int = 0
     retries: int = 0
     duplicates_possible: int = 0
+    resent_after_window: int = 0
+    """FIFO resends more than 4 minutes after the first claim: SQS may no longer drop them (DESIGN §4.5)."""
     drained: bool = True
     finalize_failed: int = 0
     held_back: int = 0
@@ -86,6 +88,7 @@ class RunSummary:
             "poisoned",
             "retries",
             "duplicates_possible",
+            "resent_after_window",
             "finalize_failed",
             "held_back",
             "stale",
@@ -108,6 +111,7 @@ class RunSummary:
             "poisoned": self.poisoned,
             "retries": self.retries,
             "duplicates_possible": self.duplicates_possible,
+            "resent_after_window": self.resent_after_window,
             "drained": self.drained,
             "finalize_failed": self.finalize_failed,
             "held_back": self.held_back,

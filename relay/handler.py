@@ -38,6 +38,7 @@ def publish_metrics(sink: Metrics, summary: RunSummary) -> None:
         ("MessagesPoisoned", summary.poisoned),
         ("SendRetries", summary.retries),
         ("DuplicatesPossible", summary.duplicates_possible),
+        ("FifoResendsAfterWindow", summary.resent_after_window),
         ("FinalizeFailed", summary.finalize_failed),
         ("RelayErrors", summary.relay_errors),
     ):

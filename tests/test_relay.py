@@ -187,3 +187,24 @@ def test_short_shards_share_claim_batches(outbox: Outbox) -> None:
     assert counter.calls["TransactWriteItems"] == 8  # 4 claims + 4 finalizes
     assert counter.calls["BatchGetItem"] == 4
     assert counter.calls["Query"] == outbox.settings.outbox_shards  # one page per shard
+
+
+def test_fifo_resends_past_the_four_minute_window_are_sent_and_counted(fifo_outbox: Outbox) -> None:
+    """DESIGN §4.5: an entry first claimed more than 4 minutes ago is still sent, never parked for it, and
+    counted, because SQS's 5-minute deduplication may no longer drop the copy."""
+    late, recent = ingest_messages(fifo_outbox, 2, group=lambda n: f"group-{n}")
+    now_ms = int(time.time() * 1000)
+    for message_id, age_seconds in ((late, 300), (recent, 60)):
+        entry = next(e for e in fifo_outbox.entries() if e["message_id"]["S"] == message_id)
+        dynamodb_client().update_item(
+            TableName=fifo_outbox.resources.outbox_table,
+            Key={"shard": entry["shard"], "entry_id": entry["entry_id"]},
+            UpdateExpression="SET first_send_at = :then",
+            ExpressionAttributeValues={":then": {"N": str(now_ms - age_seconds * 1000)}},
+        )
+
+    summary = run_relay(make_relay(fifo_outbox))
+
+    assert (summary.sent, summary.duplicates_possible, summary.resent_after_window) == (2, 2, 1)
+    received = receive_all(fifo_outbox.resources.queue_url)
+    assert sorted(message_id_of(m) for m in received) == sorted([late, recent])
