@@ -76,6 +76,11 @@ def print_figures(console: Console, figures: Figures) -> None:
             f"{figures.faults_total:,} ({figures.fault_share_of_calls:.1%} of faulted calls)",
         ),
         ("  by kind", faults),
+        *(
+            [("  entry faults spared (SQS would deduplicate)", f"{figures.entry_faults_spared}")]
+            if scenario.get("fifo")
+            else []
+        ),
         ("relay kills: simulated (in-process)", f"{figures.simulated_kills}"),
         ("relay kills: SIGKILL (subprocess)", f"{figures.sigkills}"),
         ("concurrent relays (max seen)", f"{figures.max_concurrent_relays}"),

@@ -65,6 +65,9 @@ class Figures:
     faults: dict[str, int] = field(default_factory=dict)
     faults_by_operation: dict[str, int] = field(default_factory=dict)
     faults_total: int = 0
+    entry_faults_spared: int = 0
+    """FIFO: entry faults not injected because SQS would have accepted the resend (a repeated
+    deduplication id within 5 minutes of its first accepted send)."""
     faulted_client_calls: int = 0
     fault_share_of_calls: float = 0.0
     simulated_kills: int = 0

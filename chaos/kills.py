@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
-from outbox.testing.faults import Crash, FaultInjector, FaultKind
+from outbox.testing.faults import Crash, DedupLedger, FaultInjector, FaultKind
 from relay.core import RelayConfig
 from relay.retry import RetryPolicy
 
@@ -59,12 +59,17 @@ INGEST_DYNAMODB_FAULTS: Final[dict[str, list[tuple[FaultKind, float]]]] = {
 
 
 def install_faults(
-    client: Any, plan: dict[str, list[tuple[FaultKind, float]]], rate: float, seed: int
+    client: Any,
+    plan: dict[str, list[tuple[FaultKind, float]]],
+    rate: float,
+    seed: int,
+    dedup_ledger: DedupLedger | None = None,
 ) -> FaultInjector:
     """Each call of a planned operation is faulted with probability about `rate`, split by the shares.
 
-    Rules are tried in order, so each rule's probability is scaled up by what the earlier ones left."""
-    injector = FaultInjector(client, seed=seed)
+    Rules are tried in order, so each rule's probability is scaled up by what the earlier ones left. On a
+    FIFO queue every relay's SQS client shares the scenario's `dedup_ledger`."""
+    injector = FaultInjector(client, seed=seed, dedup_ledger=dedup_ledger)
     if rate <= 0:
         return injector
     for operation, shares in plan.items():

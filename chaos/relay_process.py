@@ -15,6 +15,7 @@ import random
 import sys
 import threading
 import time
+from pathlib import Path
 
 from chaos.kills import (
     RELAY_CONFIG,
@@ -27,7 +28,7 @@ from chaos.kills import (
 from outbox.clients import dynamodb_client, sqs_client
 from outbox.settings import Settings
 from outbox.testing.calls import CallCounter
-from outbox.testing.faults import FaultInjector
+from outbox.testing.faults import DedupLedger, FaultInjector
 from relay.core import Relay
 
 REPORT_INTERVAL_SECONDS = 0.5
@@ -44,11 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--fault-rate", type=float, required=True)
     parser.add_argument("--max-seconds", type=float, required=True)
+    parser.add_argument("--dedup-ledger", type=Path, help="FIFO: the scenario's DedupLedger file")
     args = parser.parse_args(argv)
+    ledger = DedupLedger(args.dedup_ledger) if args.dedup_ledger else None
     dynamodb, sqs = dynamodb_client(), sqs_client()
     injectors = [
         install_faults(dynamodb, RELAY_DYNAMODB_FAULTS, args.fault_rate, args.seed),
-        install_faults(sqs, RELAY_SQS_FAULTS, args.fault_rate, args.seed + 1),
+        install_faults(sqs, RELAY_SQS_FAULTS, args.fault_rate, args.seed + 1, ledger),
     ]
     calls = CallCounter(dynamodb, sqs)
     relay = Relay(

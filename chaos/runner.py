@@ -19,6 +19,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -51,7 +52,7 @@ from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
 from outbox.provisioning import Resources, provision
 from outbox.settings import Settings
 from outbox.testing.calls import CallCounter
-from outbox.testing.faults import Crash, FaultInjector
+from outbox.testing.faults import Crash, DedupLedger, FaultInjector
 from relay import admin
 from relay.core import Relay
 from relay.entries import RunSummary
@@ -178,6 +179,8 @@ class _Run:
         self.accepted_lock = threading.Lock()
         self.ingest_seconds = 0.0
         self.last_progress = 0.0
+        self.dedup_ledger: DedupLedger | None = None
+        """FIFO: shared by every relay's SQS faults, so none fails a resend SQS would accept."""
 
     def client(self, service: str, session: Any = None) -> Any:
         """A client of its own (faults and kill switches are per client), built as `outbox.clients` does.
@@ -254,7 +257,7 @@ class _Run:
             seed = scenario.seed * 10_000 + slot * 100 + generation
             injectors = [
                 install_faults(dynamodb, RELAY_DYNAMODB_FAULTS, scenario.fault_rate, seed),
-                install_faults(sqs, RELAY_SQS_FAULTS, scenario.fault_rate, seed + 1),
+                install_faults(sqs, RELAY_SQS_FAULTS, scenario.fault_rate, seed + 1, self.dedup_ledger),
             ]
             counter = CallCounter(dynamodb, sqs)
             switch = KillSwitch([dynamodb, sqs])
@@ -332,6 +335,8 @@ class _Run:
                 f"--fault-rate={scenario.fault_rate}",
                 f"--max-seconds={scenario.relay_run_seconds}",
             ]
+            if self.dedup_ledger is not None:
+                command.append(f"--dedup-ledger={self.dedup_ledger.path}")
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 command,
                 stdout=subprocess.PIPE,
@@ -472,6 +477,7 @@ def run_scenario(scenario: Scenario) -> Figures:
     started = time.monotonic()
     _quiet_relay_loggers()
     aws = EmbeddedAws().start()
+    scratch = tempfile.TemporaryDirectory(prefix="chaos-")
     try:
         with _environment({"AWS_ENDPOINT_URL": aws.endpoint_url}):
             setup: Any = botocore.session.get_session()
@@ -483,6 +489,8 @@ def run_scenario(scenario: Scenario) -> Figures:
             resources = provision(dynamodb, sqs, prefix=prefix, fifo=scenario.fifo)
             settings = Settings.from_env({**os.environ, **resources.environment()})
             run = _Run(scenario, aws, resources, settings)
+            if scenario.fifo:
+                run.dedup_ledger = DedupLedger(Path(scratch.name) / "dedup.sqlite")
             sampler = StatusSampler(
                 run.client("dynamodb"), settings.messages_table, interval=scenario.sample_interval_seconds
             )
@@ -495,6 +503,7 @@ def run_scenario(scenario: Scenario) -> Figures:
             run.drain_phase(figures)
             sampler.stop()
             _fill_figures(figures, run.tally)
+            figures.entry_faults_spared = run.dedup_ledger.spared() if run.dedup_ledger else 0
             check(
                 figures,
                 run.accepted,
@@ -507,6 +516,7 @@ def run_scenario(scenario: Scenario) -> Figures:
             )
     finally:
         aws.stop()
+        scratch.cleanup()
     figures.seconds = round(time.monotonic() - started, 1)
     return figures
 

@@ -3,6 +3,8 @@
 - oldest pending age: the relay publishes it every run (0 when idle), so *missing data breaches*: a relay
   that stopped running is as bad as one falling behind;
 - poisoned messages: a message went FAILED (its entry parked; on FIFO its group is blocked);
+- FIFO only, late resends: a resend more than 4 minutes after the first claim, which SQS may deliver
+  twice (the relay fell behind or leases are too long for the schedule);
 - relay errors: a run that raised;
 - dead-letter queue depth: a consumer gave up on a message;
 - API 5xx: ingest failing for callers.
@@ -21,7 +23,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.names import METRICS_NAMESPACE, OLDEST_PENDING_METRIC, POISONED_METRIC, RELAY_SERVICE
+from infra.names import (
+    LATE_FIFO_RESEND_METRIC,
+    METRICS_NAMESPACE,
+    OLDEST_PENDING_METRIC,
+    POISONED_METRIC,
+    RELAY_SERVICE,
+)
 
 PERIOD: Final = cdk.Duration.minutes(5)
 
@@ -38,6 +46,7 @@ class OutboxAlarms(Construct):
         schedule_seconds: int,
         oldest_pending_threshold_seconds: int,
         topic_arn: str | None,
+        fifo: bool = False,
     ) -> None:
         super().__init__(scope, id)
         self.topic: sns.ITopic = (
@@ -59,6 +68,16 @@ class OutboxAlarms(Construct):
             _relay_metric(POISONED_METRIC, "Sum", PERIOD),
             threshold=1,
             description="Messages went FAILED (entries parked): see `outbox requeue` / `outbox skip`",
+        )
+        self.late_fifo_resends = (
+            self._alarm(
+                "FifoResendsAfterWindow",
+                _relay_metric(LATE_FIFO_RESEND_METRIC, "Sum", PERIOD),
+                threshold=1,
+                description="FIFO resends came after the deduplication margin: consumers may see a copy",
+            )
+            if fifo
+            else None
         )
         self.relay_errors = self._alarm(
             "RelayErrors",

@@ -19,6 +19,7 @@ RELAY_SERVICE: Final = "outbox-relay"
 """Powertools puts the service name in the `service` dimension of every metric."""
 OLDEST_PENDING_METRIC: Final = "OldestPendingAgeSeconds"
 POISONED_METRIC: Final = "MessagesPoisoned"
+LATE_FIFO_RESEND_METRIC: Final = "FifoResendsAfterWindow"
 
 # API routes (DESIGN §5).
 POST_MESSAGES_ROUTE: Final = "/messages"

@@ -36,6 +36,7 @@ class OutboxStack(cdk.Stack):
             schedule_seconds=config.settings.schedule_seconds,
             oldest_pending_threshold_seconds=config.oldest_pending_alarm_seconds,
             topic_arn=config.alarm_topic_arn,
+            fifo=config.settings.fifo,
         )
         for key, value, description in (
             (names.OUTPUT_MESSAGES_TABLE, self.outbox.messages_table.table_name, "Messages table"),

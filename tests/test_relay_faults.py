@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from outbox.clients import dynamodb_client, sqs_client
 from outbox.domain import EntryState, Status
 from outbox.local.queue import message_id_of
-from outbox.testing.faults import FaultInjector, FaultKind
+from outbox.testing.faults import DedupLedger, FaultInjector, FaultKind
 from relay import admin
 from relay.entries import RunSummary
 from tests.conftest import (
@@ -238,3 +239,45 @@ def _count_transport_resends(client: Any, operation: str) -> list[int]:
         f"needs-retry.{client.meta.service_model.service_id.hyphenize()}.{operation}", needs_retry
     )
     return counter
+
+
+def test_dedup_ledger_windows_start_at_the_first_accepted_send(tmp_path: Path) -> None:
+    ledger = DedupLedger(tmp_path / "dedup.sqlite")
+    ledger.record(["a"], now=1000.0)
+    ledger.record(["a"], now=1100.0)  # a repeat inside the window does not extend it (SQS drops it)
+    assert ledger.any_within_window(["b", "a"], now=1299.0)
+    assert not ledger.any_within_window(["a"], now=1301.0)
+    ledger.record(["a"], now=1301.0)  # after the window a send is accepted again: a new window
+    assert ledger.any_within_window(["a"], now=1500.0)
+    assert not ledger.any_within_window([], now=1500.0)
+
+
+@pytest.mark.parametrize("with_ledger", [True, False])
+def test_fifo_entry_faults_spare_resends_sqs_would_accept(
+    new_server_outbox: Callable[..., Outbox], tmp_path: Path, with_ledger: bool
+) -> None:
+    """A send applied with its response lost, then a rejection of the resend: SQS would accept that resend
+    (same deduplication id, inside 5 minutes), so with the ledger the fault is spared and the message is
+    delivered once; without it, the made-up rejection poisons a message that is already in the queue."""
+    outbox = new_server_outbox(fifo=True)
+    (message_id,) = ingest_messages(outbox, 1, group=lambda n: "g")
+    ledger = DedupLedger(tmp_path / "dedup.sqlite") if with_ledger else None
+    faults = FaultInjector(sqs_client(), dedup_ledger=ledger)
+    faults.add("SendMessageBatch", FaultKind.LOST_RESPONSE, times=1)
+    faults.add("SendMessageBatch", FaultKind.ENTRY_REJECTED, times=None)
+    clock = FakeClock()
+
+    for _ in range(3):
+        run_relay(make_relay(outbox, clock))
+        clock.advance(outbox.settings.max_backoff_seconds + 1)
+
+    received = [message_id_of(m) for m in receive_all(outbox.resources.queue_url)]
+    assert received == [message_id]  # in the queue once, either way
+    status = outbox.message(message_id)["status"]  # type: ignore[index]
+    if with_ledger:
+        assert ledger is not None
+        assert ledger.spared() >= 1
+        assert status == {"S": Status.QUEUED}
+        assert faults.injected[("SendMessageBatch", FaultKind.ENTRY_REJECTED)] == 0
+    else:
+        assert status == {"S": Status.FAILED}  # what a later requeue would send a second time

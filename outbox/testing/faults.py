@@ -3,19 +3,28 @@
 A `before-send` hook answers in place of the server: throttling and 5xx as real error responses, a
 connection reset as a connection error, and a *lost response* by sending the request for real and then
 raising a read timeout, so the server applied it and the caller does not know.
+
+Per-entry failures of `SendMessageBatch` are made up on the client, so on a FIFO queue they need one rule
+SQS itself keeps: a resend of a deduplication id that SQS accepted less than 5 minutes ago is accepted
+again (and dropped), never failed. A `DedupLedger` shared by every injector of a scenario remembers which
+ids reached the queue, and an entry fault for a batch holding one of them is not injected.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
@@ -33,6 +42,57 @@ class FaultKind(StrEnum):
     """SQS only: every entry of a `SendMessageBatch` fails with `SenderFault=false` (not queued)."""
     ENTRY_REJECTED = "entry_rejected"
     """SQS only: every entry of a `SendMessageBatch` is refused for good (`SenderFault=true`)."""
+
+
+_ENTRY_FAULTS: Final = frozenset({FaultKind.ENTRY_FAILURE, FaultKind.ENTRY_REJECTED})
+SQS_DEDUPLICATION_SECONDS: Final = 300.0
+
+
+class DedupLedger:
+    """FIFO deduplication ids that reached the queue, and when: a SQLite file, so that relays in other
+    processes share it. Like SQS, an id's window starts at its first accepted send and a send after the
+    window starts a new one."""
+
+    def __init__(self, path: Path, *, window_seconds: float = SQS_DEDUPLICATION_SECONDS) -> None:
+        self.path = path
+        self.window_seconds = window_seconds
+        with self._db() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS sent (id TEXT PRIMARY KEY, at REAL NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS spared (at REAL NOT NULL)")
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """One connection per use, committed and closed: safe from any thread or process."""
+        with closing(sqlite3.connect(self.path, timeout=60)) as db, db:
+            yield db
+
+    def record(self, ids: Iterable[str], *, now: float | None = None) -> None:
+        at = time.time() if now is None else now
+        with self._db() as db:
+            db.executemany(
+                "INSERT INTO sent VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at "
+                "WHERE sent.at < excluded.at - ?",
+                [(dedup_id, at, self.window_seconds) for dedup_id in ids],
+            )
+
+    def any_within_window(self, ids: Iterable[str], *, now: float | None = None) -> bool:
+        wanted = list(ids)
+        if not wanted:
+            return False
+        since = (time.time() if now is None else now) - self.window_seconds
+        marks = ",".join("?" * len(wanted))
+        with self._db() as db:
+            query = f"SELECT 1 FROM sent WHERE at > ? AND id IN ({marks}) LIMIT 1"  # noqa: S608 - only "?"s
+            return db.execute(query, [since, *wanted]).fetchone() is not None
+
+    def note_spared(self) -> None:
+        with self._db() as db:
+            db.execute("INSERT INTO spared VALUES (?)", (time.time(),))
+
+    def spared(self) -> int:
+        """Entry faults not injected because SQS would have accepted (and dropped) the resend."""
+        with self._db() as db:
+            return int(db.execute("SELECT COUNT(*) FROM spared").fetchone()[0])
 
 
 _THROTTLE_CODES = {"dynamodb": "ThrottlingException", "sqs": "RequestThrottled"}
@@ -61,6 +121,8 @@ class FaultInjector:
 
     client: Any
     seed: int | None = None
+    dedup_ledger: DedupLedger | None = None
+    """FIFO queues: spare entry faults on resends SQS would accept (see the module's docstring)."""
     injected: Counter[tuple[str, FaultKind]] = field(default_factory=Counter)
     _rules: dict[str, list[_Rule]] = field(default_factory=dict)
     _random: random.Random = field(init=False)
@@ -97,16 +159,36 @@ class FaultInjector:
 
     def _before_send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
         operation = _operation_of(request)
+        dedup_ids = self._dedup_ids(operation, request)
         for rule in self._rules.get(operation, []):
             if rule.remaining == 0 or (rule.when is not None and rule.when not in _body_text(request)):
                 continue
             if self._random.random() >= rule.rate:
                 continue
+            if rule.kind in _ENTRY_FAULTS and self._accepted_lately(dedup_ids):
+                continue
             if rule.remaining is not None:
                 rule.remaining -= 1
             self.injected[(operation, rule.kind)] += 1
+            if rule.kind is FaultKind.LOST_RESPONSE and self.dedup_ledger:
+                self.dedup_ledger.record(dedup_ids)  # recorded before it is sent: never late
             return self._apply(rule.kind, request)
+        if self.dedup_ledger:
+            self.dedup_ledger.record(dedup_ids)
         return None
+
+    def _accepted_lately(self, dedup_ids: list[str]) -> bool:
+        """SQS accepted one of these ids within 5 minutes, so it would accept the batch: fault spared."""
+        if self.dedup_ledger is None or not self.dedup_ledger.any_within_window(dedup_ids):
+            return False
+        self.dedup_ledger.note_spared()
+        return True
+
+    def _dedup_ids(self, operation: str, request: AWSPreparedRequest) -> list[str]:
+        if self.dedup_ledger is None or operation != "SendMessageBatch":
+            return []
+        entries = json.loads(_body_text(request) or "{}").get("Entries", [])
+        return [entry["MessageDeduplicationId"] for entry in entries if "MessageDeduplicationId" in entry]
 
     def _apply(self, kind: FaultKind, request: AWSPreparedRequest) -> AWSResponse:
         if kind is FaultKind.THROTTLE:

@@ -433,6 +433,16 @@ def test_default_account_and_region(synthesized: Synthesized) -> None:
     assert code["S3Bucket"] == "cdk-hnb659fds-assets-123456789012-us-east-1"
 
 
+def test_variant_fifo_alarms_on_late_resends(variant: Synthesized) -> None:
+    (alarm,) = (
+        a["Properties"]
+        for a in variant.of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == names.LATE_FIFO_RESEND_METRIC
+    )
+    assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == ("Outbox", "Sum", 1)
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": names.RELAY_SERVICE}]
+
+
 def test_variant_fifo_queues(variant: Synthesized) -> None:
     queues = variant.of_type("AWS::SQS::Queue").values()
     assert [q["Properties"].get("FifoQueue") for q in queues] == [True, True]
