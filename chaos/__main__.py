@@ -94,6 +94,11 @@ def print_figures(console: Console, figures: Figures) -> None:
             "  of requeued messages / sent > 5 min apart",
             f"{figures.duplicates_requeued} / {figures.duplicates_outside_dedup_window}",
         ),
+        *(
+            [("FIFO resends > 4 min after the first claim", f"{figures.late_fifo_resends}")]
+            if scenario.get("fifo")
+            else []
+        ),
         ("status regressions", f"{figures.regressions} ({figures.status_scans:,} scans)"),
         ("stuck entries", f"{figures.stuck_entries}"),
         ("FIFO order violations", f"{figures.order_violations}"),

@@ -65,6 +65,9 @@ class Figures:
     faults: dict[str, int] = field(default_factory=dict)
     faults_by_operation: dict[str, int] = field(default_factory=dict)
     faults_total: int = 0
+    late_fifo_resends: int = 0
+    """FIFO resends more than 4 minutes after the first claim, as the chaos-phase relays counted them
+    (`FifoResendsAfterWindow`; killed relay processes do not report theirs)."""
     entry_faults_spared: int = 0
     """FIFO: entry faults not injected because SQS would have accepted the resend (a repeated
     deduplication id within 5 minutes of its first accepted send)."""
