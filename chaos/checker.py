@@ -13,12 +13,12 @@ from typing import Any
 from outbox.local.queue import drain_queue, message_id_of
 from outbox.provisioning import Resources
 from outbox.settings import Settings
+from outbox.testing.faults import SQS_DEDUPLICATION_SECONDS
 
 ALLOWED_MOVES = {("PENDING", "QUEUED"), ("PENDING", "FAILED")}
 """Forward moves; FAILED→PENDING (and FAILED→QUEUED, its requeue seen between samples) only for a
 message the drain requeued: that is the one audited backwards move (DESIGN §2)."""
 REQUEUE_MOVES = {("FAILED", "PENDING"), ("FAILED", "QUEUED")}
-DEDUPLICATION_WINDOW_MS = 5 * 60 * 1000
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def _classify_duplicates(figures: Figures, received: list[dict[str, Any]]) -> No
             continue
         if message_id in requeued:
             figures.duplicates_requeued += extra
-        elif max(times) - min(times) > DEDUPLICATION_WINDOW_MS:
+        elif max(times) - min(times) > SQS_DEDUPLICATION_SECONDS * 1000:
             figures.duplicates_outside_dedup_window += extra
 
 

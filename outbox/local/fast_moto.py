@@ -50,7 +50,6 @@ __all__ = [
     "check_moto_internals",
     "fast_transactions",
     "fast_transactions_installed",
-    "fingerprint",
     "install_fast_transactions",
     "mismatched",
     "uninstall_fast_transactions",
@@ -106,7 +105,7 @@ class MotoInternalsChanged(RuntimeError):
     """The installed moto is not the one the fast-transaction patch was reviewed against."""
 
 
-def fingerprint(function: Callable[..., Any]) -> str:
+def _fingerprint(function: Callable[..., Any]) -> str:
     return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
 
 
@@ -114,7 +113,7 @@ def mismatched(functions: Mapping[str, Callable[..., Any]], expected: Mapping[st
     """The names in `functions` whose source is not the reviewed one (sorted)."""
     try:
         return sorted(
-            name for name, function in functions.items() if fingerprint(function) != expected.get(name)
+            name for name, function in functions.items() if _fingerprint(function) != expected.get(name)
         )
     except (OSError, TypeError) as exc:  # no source available (e.g. a zipped or compiled-only install)
         raise MotoInternalsChanged(f"cannot read moto's source to verify it: {exc}") from exc
