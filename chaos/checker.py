@@ -56,6 +56,8 @@ class Figures:
     vanished: int = 0
     stuck_entries: int = 0
     order_violations: int = 0
+    order_violation_samples: list[str] = field(default_factory=list)
+    """Up to 20 `group: #later received before #earlier` (accept indexes), to find the relay runs."""
     unexpected_messages: int = 0
     status_samples: int = 0
     status_scans: int = 0
@@ -228,7 +230,9 @@ def check(
     figures.status_scans = sampler.scans
 
     if fifo:
-        figures.order_violations = _order_violations(received, accepted)
+        violations = order_violations_in(received, accepted)
+        figures.order_violations = len(violations)
+        figures.order_violation_samples = violations[:20]
     _classify_duplicates(figures, received)
     # Standard queue: a duplicate needs a send whose outcome the relay could not know (a lost response, a
     # 5xx after SQS applied it) or a relay that died between send and finalize. With no such cause in the
@@ -260,13 +264,14 @@ def _classify_duplicates(figures: Figures, received: list[dict[str, Any]]) -> No
             figures.duplicates_outside_dedup_window += extra
 
 
-def _order_violations(received: list[dict[str, Any]], accepted: list[Accepted]) -> int:
+def order_violations_in(received: list[dict[str, Any]], accepted: list[Accepted]) -> list[str]:
     """Per group, the first copies in receive order must follow the accept order (each group belongs to one
-    client, which waits for each answer before the next request: DESIGN §4.7)."""
-    expected: dict[str, list[str]] = defaultdict(list)
+    client, which waits for each answer before the next request: DESIGN §4.7). One line per pair of
+    consecutive first copies received out of order."""
+    expected: dict[str, list[Accepted]] = defaultdict(list)
     for message in sorted(accepted, key=lambda m: m.index):
         if message.group is not None:
-            expected[message.group].append(message.message_id)
+            expected[message.group].append(message)
     actual: dict[str, list[str]] = defaultdict(list)
     seen: set[str] = set()
     for sqs_message in received:
@@ -276,11 +281,16 @@ def _order_violations(received: list[dict[str, Any]], accepted: list[Accepted]) 
             continue
         seen.add(message_id)
         actual[group].append(message_id)
-    violations = 0
-    for group, ids in expected.items():
-        position = {message_id: n for n, message_id in enumerate(ids)}
-        got = [position[message_id] for message_id in actual.get(group, []) if message_id in position]
-        violations += sum(1 for a, b in itertools.pairwise(got) if b < a)
+    violations: list[str] = []
+    for group, messages in expected.items():
+        index_of = {message.message_id: message.index for message in messages}
+        position = {message.message_id: n for n, message in enumerate(messages)}
+        got = [message_id for message_id in actual.get(group, []) if message_id in position]
+        violations.extend(
+            f"{group}: #{index_of[b]} received before #{index_of[a]}"
+            for a, b in itertools.pairwise(got)
+            if position[b] < position[a]
+        )
     return violations
 
 

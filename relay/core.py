@@ -174,8 +174,16 @@ class Relay:
         size = self._config.claim_batch_size
         chunk, carry.pending[:] = carry.pending[:size], carry.pending[size:]
         batch = [entry for entry in chunk if not self._is_blocked(entry, carry.blocked)]
-        if batch:
+        if not batch:
+            return True
+        try:
             self._process_batch(batch, deadline, carry.blocked, summary)
+        except BaseException:
+            # The batch stopped part way (its entries may stay claimed until their lease runs out); the
+            # carry goes on into other shards' batches, so its groups' later entries must wait too.
+            for entry in batch:
+                self._block(entry, carry.blocked)
+            raise
         return True
 
     def _eligible(self, entry: Entry, now_ms: int, blocked: set[str]) -> bool:

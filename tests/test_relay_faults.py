@@ -203,6 +203,32 @@ def test_fifo_groups_arrive_in_order_through_a_failure_without_duplicates(
     assert fifo.entries() == []
 
 
+def test_a_fifo_batch_stopped_by_an_aws_error_holds_its_groups_back(
+    new_server_outbox: Callable[..., Outbox],
+) -> None:
+    """A claim batch whose payload read fails for good stops its shard with its entries still claimed. The
+    same group's later entries, already read into the carry, must not go out in the next shard's batches
+    (they did: one order violation in a CI chaos run)."""
+    fifo = new_server_outbox(fifo=True)
+    ids = ingest_messages(fifo, 6, group=lambda _: "alpha")
+    faults = FaultInjector(dynamodb_client()).add(
+        "BatchGetItem", FaultKind.SERVER_ERROR, when=ids[0], times=None
+    )
+    clock = FakeClock()
+
+    first = run_relay(make_relay(fifo, clock, claim_batch_size=2))
+
+    assert faults.injected[("BatchGetItem", FaultKind.SERVER_ERROR)] >= 1
+    assert first.relay_errors >= 1
+    assert receive_all(fifo.resources.queue_url) == []  # alpha's head is stuck: nothing of alpha goes out
+    faults.clear()
+    clock.advance(fifo.settings.lease_seconds + 1)
+    run_relay(make_relay(fifo, clock, claim_batch_size=2))
+
+    assert [message_id_of(m) for m in receive_all(fifo.resources.queue_url)] == ids
+    assert fifo.entries() == []
+
+
 def test_two_relays_at_once_deliver_every_message_once(server_outbox: Outbox) -> None:
     count = 1000
     ids = ingest_messages(server_outbox, count)
