@@ -268,10 +268,10 @@ def order_violations_in(received: list[dict[str, Any]], accepted: list[Accepted]
     """Per group, the first copies in receive order must follow the accept order (each group belongs to one
     client, which waits for each answer before the next request: DESIGN §4.7). One line per pair of
     consecutive first copies received out of order."""
-    expected: dict[str, list[Accepted]] = defaultdict(list)
-    for message in sorted(accepted, key=lambda m: m.index):
+    index_of: dict[str, dict[str, int]] = defaultdict(dict)
+    for message in accepted:
         if message.group is not None:
-            expected[message.group].append(message)
+            index_of[message.group][message.message_id] = message.index
     actual: dict[str, list[str]] = defaultdict(list)
     seen: set[str] = set()
     for sqs_message in received:
@@ -282,14 +282,12 @@ def order_violations_in(received: list[dict[str, Any]], accepted: list[Accepted]
         seen.add(message_id)
         actual[group].append(message_id)
     violations: list[str] = []
-    for group, messages in expected.items():
-        index_of = {message.message_id: message.index for message in messages}
-        position = {message.message_id: n for n, message in enumerate(messages)}
-        got = [message_id for message_id in actual.get(group, []) if message_id in position]
+    for group, indexes in index_of.items():
+        got = [indexes[message_id] for message_id in actual.get(group, []) if message_id in indexes]
         violations.extend(
-            f"{group}: #{index_of[b]} received before #{index_of[a]}"
-            for a, b in itertools.pairwise(got)
-            if position[b] < position[a]
+            f"{group}: #{later} received before #{earlier}"
+            for earlier, later in itertools.pairwise(got)
+            if later < earlier
         )
     return violations
 
