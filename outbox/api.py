@@ -3,6 +3,13 @@
 `outbox_write` gives the two transaction actions for a message, to append to **your own**
 `TransactWriteItems` next to your business writes, so both commit or neither does. `enqueue` runs them
 alone. Both check the message as the HTTP API does and raise `InvalidRequest` before anything is written.
+
+Numbers in a payload reach the consumer with exactly their value: pass a `decimal.Decimal` for a number
+that must keep every digit (`Decimal("12345678901234567890.12")` is sent as written), an `int` for a whole
+number (up to Python's int digit limit, 4300 digits by default; a longer one is refused: pass a `Decimal`).
+A `float` is sent as its shortest round-tripping repr, the text `repr()` prints: `0.1` for the double
+nearest 0.1, which a consumer reads back as the same double, not its exact binary value
+`0.1000000000000000055511151231257827`. NaN and Infinity are refused, as float or Decimal.
 """
 
 from __future__ import annotations
@@ -46,7 +53,11 @@ def outbox_write(
     principal: str = ANONYMOUS,
     now: datetime | None = None,
 ) -> OutboxWrite:
-    """Check a message and return its transaction actions, in DynamoDB's low-level form."""
+    """Check a message and return its transaction actions, in DynamoDB's low-level form.
+
+    `payload`: None, bool, str, int, float, `decimal.Decimal`, and lists and str-keyed dicts of these;
+    its numbers are written exactly as the module docstring says (a float as its repr).
+    """
     request = validate_message(
         payload,
         attributes=attributes,
@@ -58,7 +69,6 @@ def outbox_write(
     message = prepare_message(
         request,
         shards=settings.outbox_shards,
-        retention_days=settings.retention_days,
         principal=principal,
         now=now,
     )
@@ -78,7 +88,12 @@ def enqueue(
     idempotency_key: str | None = None,
     principal: str = ANONYMOUS,
 ) -> Accepted:
-    """Accept one message in a transaction of its own, with the HTTP API's idempotency rules."""
+    """Accept one message in a transaction of its own, with the HTTP API's idempotency rules.
+
+    `payload` as for `outbox_write` (numbers exact; a float as its repr). The idempotency check compares
+    numbers by value: `Decimal("1.0")` and `Decimal("1.00")` under one key are a replay, `0.1` and
+    `Decimal("0.1000000000000000055511151231257827")` a conflict.
+    """
     request = validate_message(
         payload,
         attributes=attributes,

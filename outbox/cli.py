@@ -24,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
+err_console = Console(stderr=True)
 errors = Console(stderr=True)
 
 
@@ -111,17 +112,31 @@ def requeue(
     settings = Settings.from_env()
     if all_failed == (message_id is not None):
         raise typer.BadParameter("give a MESSAGE_ID or --all-failed, not both or neither")
-    ids = list(admin.failed_message_ids(dynamodb_client(), settings)) if all_failed else [message_id or ""]
-    results = []
-    for one in ids:
-        result = admin.requeue(one, dynamodb=dynamodb_client(), settings=settings, actor=_actor())
-        results.append(
-            {"message_id": result.message_id, "status": "PENDING", "reused_entry": result.reused_entry}
+    if all_failed:
+        outcome = admin.requeue_all_failed(
+            dynamodb=dynamodb_client(),
+            settings=settings,
+            actor=_actor(),
+            progress=lambda done, total: _progress(f"requeue {done:,}/{total:,}"),
         )
-    if json_output:
-        print(json.dumps(results))
+        requeued, skipped = outcome.requeued, outcome.skipped
     else:
-        console.print(f"requeued {len(results)} message(s)")
+        requeued = [
+            admin.requeue(message_id or "", dynamodb=dynamodb_client(), settings=settings, actor=_actor())
+        ]
+        skipped = {}
+    results = [
+        {"message_id": result.message_id, "status": "PENDING", "reused_entry": result.reused_entry}
+        for result in requeued
+    ]
+    if json_output:
+        print(
+            json.dumps([*results, *({"message_id": one, "left_alone": why} for one, why in skipped.items())])
+        )
+        return
+    console.print(f"requeued {len(results)} message(s)")
+    for one, why in skipped.items():
+        console.print(f"left alone {one}: {why}")
 
 
 @app.command()
@@ -131,8 +146,42 @@ def skip(
     """Drop a FAILED message's parked entry so its FIFO group moves on; the message stays FAILED."""
     from relay import admin  # noqa: PLC0415
 
-    admin.skip(message_id, dynamodb=dynamodb_client(), settings=Settings.from_env(), actor=_actor())
-    console.print(f"skipped {message_id}; it stays FAILED")
+    result = admin.skip(message_id, dynamodb=dynamodb_client(), settings=Settings.from_env(), actor=_actor())
+    if result.orphaned:
+        console.print(f"dropped the parked entry of {message_id}, whose message was gone")
+    else:
+        console.print(f"skipped {message_id}; it stays FAILED")
+
+
+@app.command("clear-owed-ttl")
+def clear_owed_ttl(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, change nothing.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """One-off for tables written before 0.2: remove the TTL from every message still owed to the queue
+    (PENDING, or FAILED and not skipped), so DynamoDB cannot delete it unsent. Safe while relays run.
+
+    Example: outbox clear-owed-ttl --dry-run
+    """
+    from relay import admin  # noqa: PLC0415
+
+    result = admin.clear_owed_ttl(
+        dynamodb_client(),
+        Settings.from_env(),
+        dry_run=dry_run,
+        progress=lambda r: _progress(f"checked {r.checked:,}, cleared {r.cleared:,}"),
+    )
+    counts = {
+        "owed_with_ttl": result.checked,
+        "cleared": result.cleared,
+        "changed_meanwhile": result.changed_meanwhile,
+    }
+    if json_output:
+        print(json.dumps(counts, sort_keys=True))
+    else:
+        done = f"would clear {result.checked:,}" if dry_run else f"cleared {result.cleared:,}"
+        moved = f"; {result.changed_meanwhile:,} moved on meanwhile" if result.changed_meanwhile else ""
+        console.print(f"{result.checked:,} owed message(s) carried a TTL; {done}{moved}")
 
 
 @app.command()
@@ -145,20 +194,24 @@ def status(
 
     Example: outbox status 0190c6d2-... --payload
     """
+    from outbox import exact_json  # noqa: PLC0415
+    from outbox.domain import is_issued_message_id  # noqa: PLC0415
     from outbox.service import status_record  # noqa: PLC0415
     from outbox.store import MessageStore  # noqa: PLC0415
 
+    if not is_issued_message_id(message_id):  # DynamoDB refuses an over-long key instead of missing it
+        raise MessageNotFound(message_id)
     settings = Settings.from_env()
     item = MessageStore(dynamodb_client(), settings.messages_table).get_message(message_id)
     if item is None:
         raise MessageNotFound(message_id)
     record = status_record(item, include_payload=payload)
     if json_output:
-        print(json.dumps(record, sort_keys=True))
+        print(exact_json.dumps(record, sort_keys=True))
         return
     table = Table(show_header=False)
     for name, value in record.items():
-        table.add_row(name, value if isinstance(value, str) else json.dumps(value))
+        table.add_row(name, value if isinstance(value, str) else exact_json.dumps(value))
     console.print(table)
 
 
@@ -182,6 +235,10 @@ def stats(
     table.add_row("outbox entries", f"{result['outbox_depth']:,}")
     table.add_row("  per shard", " ".join(f"{s}:{n}" for s, n in result["outbox_depth_per_shard"].items()))
     table.add_row("parked (FAILED, holding their place)", f"{result['parked']:,}")
+    if result["parked_without_message"]:
+        table.add_row(
+            "  of them, message gone (outbox skip ID)", ", ".join(result["parked_without_message_ids"])
+        )
     table.add_row("oldest pending age", f"{result['oldest_pending_age_seconds']:.1f} s")
     console.print(table)
 
@@ -207,6 +264,16 @@ def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
+def _progress(line: str) -> None:
+    """A progress line on stderr, rewritten in place, for a person watching; nothing when redirected."""
+    if err_console.is_terminal:
+        err_console.print(line, end="\r")
+
+
+def _shortened(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def main() -> None:
     """Console script: user errors end as one line on stderr and a non-zero exit, never a traceback."""
     try:
@@ -215,7 +282,9 @@ def main() -> None:
         errors.print(f"configuration error: {exc}", markup=False, highlight=False)
         raise SystemExit(2) from None
     except (InvalidRequest, MessageNotFound) as exc:
-        message = exc.message if isinstance(exc, InvalidRequest) else f"no such message: {exc}"
+        message = (
+            exc.message if isinstance(exc, InvalidRequest) else f"no such message: {_shortened(str(exc))}"
+        )
         errors.print(f"error: {message}", markup=False, highlight=False)
         raise SystemExit(1) from None
     except (BotoCoreError, ClientError) as exc:

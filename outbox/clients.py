@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import botocore.session
 from botocore.config import Config
@@ -21,12 +21,14 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
+CONNECT_TIMEOUT_SECONDS: Final = 2
+READ_TIMEOUT_SECONDS: Final = 5
 CLIENT_CONFIG = Config(
     # Transport retries (throttling, 5xx, connection errors) belong to botocore's standard mode; domain
     # retries (TransactionConflict, a lease that still has time) are tenacity's, in the code that knows them.
     retries={"mode": "standard", "total_max_attempts": 3},
-    connect_timeout=2,
-    read_timeout=5,
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
     tcp_keepalive=True,
 )
 

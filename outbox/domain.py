@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
+
+from outbox import exact_json
 
 
 class Status(StrEnum):
@@ -50,6 +52,19 @@ def keyed_message_id(principal: str, idempotency_key: str) -> str:
     """The message id for a request with an `Idempotency-Key`: the same for the same caller and key,
     different across callers, so two callers' keys never collide."""
     return str(uuid.uuid5(_KEYED_ID_NAMESPACE, f"{principal}\n{idempotency_key}"))
+
+
+_ISSUED_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_issued_message_id(value: str) -> bool:
+    """Whether `value` has the shape of every message id we issue: a UUID (v7 from `new_time_ordered_id`,
+    v5 from `keyed_message_id`) as `str(uuid.UUID)` writes it, 36 characters, lower-case hex and hyphens.
+
+    Anything else names no message, so a read can answer "not found" without asking DynamoDB, which would
+    refuse a key over 2,048 bytes with a `ValidationException` rather than miss it.
+    """
+    return len(value) == 36 and _ISSUED_ID.fullmatch(value) is not None
 
 
 class _Uuid7Source:
@@ -96,13 +111,20 @@ def shard_for(placement_key: str, shards: int) -> str:
 
 
 def request_hash(payload_json: str, attributes: Mapping[str, str], group_id: str | None) -> str:
-    """sha256 of the canonical request (sorted-key compact JSON), to tell a replay from a reuse of a key."""
-    canonical = json.dumps(
-        {"payload": json.loads(payload_json), "attributes": dict(attributes), "group_id": group_id},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-    )
+    """sha256 of the canonical request, to tell a replay from a reuse of a key.
+
+    Canonical: sorted-key compact JSON with every number written by its exact value
+    (`exact_json.canonical_number`). Numerically equal requests are one request (`1`, `1.0` and `1.00`:
+    a replay); numbers that differ in any digit differ (`0.1` and `0.1000000000000000055511151231257827`:
+    a conflict). Integers hash as before, so a key used with integer payloads keeps working across this
+    change.
+    """
+    document = {
+        "payload": exact_json.loads(payload_json),
+        "attributes": dict(attributes),
+        "group_id": group_id,
+    }
+    canonical = exact_json.dumps(document, sort_keys=True, canonical=True)
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from outbox import exact_json
 from outbox.clients import dynamodb_client
 from outbox.errors import InvalidRequest, MessageNotFound, MethodNotAllowed, StoreUnavailable
 from outbox.requests import parse_message_request, principal_from_iam
@@ -37,7 +38,7 @@ def _store() -> MessageStore:
 
 def _principal() -> str:
     iam = app.current_event.request_context.authorizer.iam
-    return principal_from_iam(iam.user_arn, iam.account_id) if iam else principal_from_iam(None)
+    return principal_from_iam(iam.user_arn, iam.account_id, iam.user_id) if iam else principal_from_iam(None)
 
 
 @app.post("/messages")
@@ -60,12 +61,14 @@ def post_message() -> Response[dict[str, str]]:
 
 
 @app.get("/messages/<message_id>")
-def get_message(message_id: str) -> Response[dict[str, Any]]:
+def get_message(message_id: str) -> Response[str]:
     include = app.current_event.query_string_parameters.get("include", "")
     record = message_status(
         message_id, store=_store(), principal=_principal(), include_payload=include == "payload"
     )
-    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, record)
+    # Written by `exact_json`: the payload's numbers exactly as accepted (`json.dumps` would write a
+    # `Decimal` it cannot hold, such as 1e400, as `Infinity`, which is not JSON).
+    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, exact_json.dumps(record))
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> Response[dict[str, Any]]:

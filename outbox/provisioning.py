@@ -18,6 +18,7 @@ from outbox.schema import (
     messages_table_definition,
     outbox_table_definition,
 )
+from outbox.sqs_errors import sqs_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -92,9 +93,6 @@ def _ensure_queue(sqs: SQSClient, name: str, *, fifo: bool, extra: dict[str, str
     try:
         return sqs.get_queue_url(QueueName=name)["QueueUrl"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in {
-            "AWS.SimpleQueueService.NonExistentQueue",
-            "QueueDoesNotExist",
-        }:
+        if sqs_error_code(exc) != "QueueDoesNotExist":  # real SQS: AWS.SimpleQueueService.NonExistentQueue
             raise
     return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]

@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+import sys
 from typing import Final, NoReturn
 
+from outbox import exact_json
 from outbox.domain import ANONYMOUS
 from outbox.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from outbox.schema import QUEUE_MAX_MESSAGE_BYTES
@@ -19,6 +22,8 @@ from outbox.validation import MessageRequest, check_idempotency_key, validate_me
 MAX_BODY_BYTES: Final = 2 * QUEUE_MAX_MESSAGE_BYTES
 """A body above this cannot hold an acceptable message, whatever its whitespace: refused unparsed."""
 BODY_FIELDS: Final = frozenset({"payload", "attributes", "group_id"})
+_IAM_UNIQUE_ID: Final = re.compile(r"A[A-Z]{3}[A-Z0-9]{12,124}")
+"""An IAM unique id: a four-letter kind (`AIDA` user, `AROA` role) and upper-case letters and digits."""
 
 
 def parse_message_request(
@@ -55,9 +60,19 @@ def parse_message_request(
     )
 
 
-def principal_from_iam(user_arn: str | None, account_id: str | None = None) -> str:
-    """The caller's stable identity: account plus user or role name. An assumed role loses its session
-    name, so an idempotency key stays valid across sessions of one role. No IAM identity: `anonymous`."""
+def principal_from_iam(
+    user_arn: str | None, account_id: str | None = None, user_id: str | None = None
+) -> str:
+    """The caller's identity, which scopes idempotency keys and who may read a message (ADR 0014).
+
+    Account, then user or role name, then the IAM unique id when the IAM authorizer gives one (`userId`:
+    `AIDA...` for a user, `AROA...:<session>` for an assumed role): a user or role deleted and re-created
+    under the same name gets a new unique id, so it neither replays nor reads its predecessor's messages.
+    An assumed role's session name is dropped: the caller chooses it, so it is no identity, and one role's
+    keys stay valid across its sessions (and are shared by everyone who assumes it, SSO users of one
+    permission set included). Without a well-formed unique id (the local emulator), the name alone; without
+    an IAM identity, `anonymous`.
+    """
     if not user_arn:
         return ANONYMOUS
     parts = user_arn.split(":", 5)
@@ -65,9 +80,13 @@ def principal_from_iam(user_arn: str | None, account_id: str | None = None) -> s
         return f"{account_id}:{user_arn}" if account_id else user_arn
     account, resource = parts[4] or (account_id or ""), parts[5]
     if resource.startswith("assumed-role/"):
-        role_name = resource.split("/")[1]
-        return f"{account}:role/{role_name}"
-    return f"{account}:{resource}"
+        name, kind = f"role/{resource.split('/')[1]}", "AROA"
+    else:
+        name, kind = resource, "AIDA" if resource.startswith("user/") else ""
+    unique_id = (user_id or "").split(":", 1)[0]  # an assumed role's is "AROA...:<session name>"
+    if kind and unique_id.startswith(kind) and _IAM_UNIQUE_ID.fullmatch(unique_id):
+        return f"{account}:{name}#{unique_id}"
+    return f"{account}:{name}"
 
 
 def _check_content_type(content_type: str | None) -> None:
@@ -100,16 +119,25 @@ def _body_text(body: str | None, *, is_base64_encoded: bool) -> str:
 
 
 def _strict_json(text: str) -> object:
+    """The body as Python values, every number exact: a fraction or exponent as a `Decimal`, so that
+    `0.1000000000000000055511151231257827` and `1e-400` reach the queue as written, not as floats."""
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        return exact_json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise InvalidRequest("too_deep", "the body nests too deeply") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(
             "invalid_json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
-    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit conversion limit
-        raise InvalidRequest("invalid_json", f"the body is not acceptable JSON: {exc}") from None
+    except ValueError:
+        # The one other ValueError json.loads raises: an integer past Python's int digit limit. Refused
+        # rather than carried, because a consumer reading the message with Python's json.loads would fail
+        # on it the same way. (A number with a fraction or an exponent has no such limit.)
+        raise InvalidRequest(
+            "invalid_json",
+            f"the body has an integer of more than {sys.get_int_max_str_digits()} digits; "
+            "send a number that long as a string",
+        ) from None
 
 
 def _reject_constant(name: str) -> NoReturn:

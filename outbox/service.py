@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from outbox.domain import ANONYMOUS, Status
+from outbox import exact_json
+from outbox.domain import ANONYMOUS, Status, is_issued_message_id
 from outbox.errors import IdempotencyConflict, MessageNotFound, StoreUnavailable
 from outbox.settings import Settings
 from outbox.store import MessageExists, MessageStore
@@ -41,7 +41,6 @@ def accept(
     message = prepare_message(
         request,
         shards=settings.outbox_shards,
-        retention_days=settings.retention_days,
         principal=principal,
         now=now,
     )
@@ -68,7 +67,10 @@ def accept(
 def message_status(
     message_id: str, *, store: MessageStore, principal: str = ANONYMOUS, include_payload: bool = False
 ) -> dict[str, Any]:
-    """The status record of a message the caller created; `MessageNotFound` for anyone else's."""
+    """The status record of a message the caller created; `MessageNotFound` for anyone else's, and for an
+    id we never issue (checked first: DynamoDB refuses a key over 2,048 bytes with an error, not a miss)."""
+    if not is_issued_message_id(message_id):
+        raise MessageNotFound(message_id)
     item = store.get_message(message_id)
     if item is None or item.get("principal", {}).get("S") != principal:
         raise MessageNotFound(message_id)
@@ -85,7 +87,7 @@ def status_record(item: dict[str, Any], *, include_payload: bool = False) -> dic
     if "group_id" in item:
         record["group_id"] = item["group_id"]["S"]
     if include_payload:
-        record["payload"] = json.loads(item["payload"]["S"])
+        record["payload"] = exact_json.loads(item["payload"]["S"])  # numbers exactly as accepted
         record["attributes"] = {
             name: value["S"] for name, value in item.get("attributes", {}).get("M", {}).items()
         }

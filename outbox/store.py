@@ -74,11 +74,18 @@ class MessageStore:
 
     def write_new(self, items: Sequence[TransactWriteItemTypeDef]) -> None:
         """Run the ingest transaction. Raises `MessageExists` when the message's condition failed (a
-        replay or a reused key) and `StoreUnavailable` when nothing could be written."""
-        token = client_request_token(items)
+        replay or a reused key) and `StoreUnavailable` when nothing could be written.
+
+        Each attempt after a cancellation sends the same items under a new `ClientRequestToken`: the
+        cancelled attempt's token may stand for its cancellation for 10 minutes (ADR 0003). Within one
+        attempt, botocore's resends (a lost response, a 5xx) keep the token, so DynamoDB runs the
+        transaction at most once. The items' conditions (`attribute_not_exists` on the message and entry
+        keys) keep the write single whatever the token.
+        """
         try:
             for attempt in self._retry_policy.retrying():
                 with attempt:
+                    token = client_request_token(items, attempt.retry_state.attempt_number)
                     self._transact(items, token)
         except _RetryableConflict:
             raise StoreUnavailable(

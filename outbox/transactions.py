@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from outbox.domain import (
@@ -47,14 +47,12 @@ class NewMessage:
     shard: str
     entry_id: str
     created_at: datetime
-    expires_at: datetime
 
 
 def prepare_message(
     request: MessageRequest,
     *,
     shards: int,
-    retention_days: int,
     principal: str = ANONYMOUS,
     now: datetime | None = None,
 ) -> NewMessage:
@@ -73,7 +71,6 @@ def prepare_message(
         shard=shard_for(request.group_id or message_id, shards),
         entry_id=new_time_ordered_id(epoch_millis(created_at)),
         created_at=created_at,
-        expires_at=created_at + timedelta(days=retention_days),
     )
 
 
@@ -103,6 +100,8 @@ def transaction_items(
 
 
 def message_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
+    """The message as accepted: `PENDING`, and without a TTL. It is owed to the queue until it is QUEUED,
+    so nothing may expire it before then; the relay's finalize starts its retention (ADR 0003)."""
     request = message.request
     created = iso(message.created_at)
     item: dict[str, AttributeValueTypeDef] = {
@@ -117,7 +116,6 @@ def message_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
         "attempts": {"N": "0"},
         "shard": {"S": message.shard},
         "entry_id": {"S": message.entry_id},
-        "expires_at": {"N": str(int(message.expires_at.timestamp()))},
     }
     if request.group_id is not None:
         item["group_id"] = {"S": request.group_id}
@@ -141,8 +139,16 @@ def entry_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
     return item
 
 
-def client_request_token(items: Sequence[Mapping[str, object]]) -> str:
-    """A token made from the transaction's own items: an identical resend (a retry after a lost response)
-    is idempotent, while a rebuilt request gets a new token and is decided by the conditions."""
+def client_request_token(items: Sequence[Mapping[str, object]], attempt: int = 1) -> str:
+    """A token made from the transaction's own items and the number of the attempt that sends them.
+
+    Every send of one attempt carries the same token, so botocore's resend after a lost response or a 5xx
+    is idempotent on DynamoDB. A new attempt after a cancellation gets a new token: DynamoDB documents a
+    token as standing, for 10 minutes, for the outcome of the first request that used it, and does not
+    promise that a cancelled one is run again under it (ADR 0003). A rebuilt request (new timestamps) gets
+    a new token too, and is decided by the conditions. Attempt 1's token is the items' hash alone.
+    """
     canonical = json.dumps(items, sort_keys=True, separators=(",", ":"), default=str)
+    if attempt != 1:
+        canonical += f"\nattempt {attempt}"
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:CLIENT_REQUEST_TOKEN_LENGTH]

@@ -6,13 +6,12 @@ HTTP-only parts (encoding, content type, body parsing) live in `outbox.requests`
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from outbox import exact_json
 from outbox.errors import InvalidRequest, PayloadTooLarge
 from outbox.schema import QUEUE_MAX_MESSAGE_BYTES
 
@@ -31,12 +30,12 @@ _GROUP_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]+")
 _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]+")
 # The characters SQS accepts in a body or a string attribute value.
 _SQS_ILLEGAL = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
 class MessageRequest:
-    """A request that passed every check: the payload as the exact SQS body, ASCII-only JSON."""
+    """A request that passed every check: the payload as the exact SQS body, ASCII-only JSON whose
+    numbers have exactly the values the caller gave (`outbox.exact_json`)."""
 
     payload_json: str
     attributes: Mapping[str, str] = field(default_factory=dict)
@@ -53,9 +52,14 @@ def validate_message(
     fifo: bool,
     max_payload_bytes: int,
 ) -> MessageRequest:
-    """Check a request and return it normalised, or raise `InvalidRequest` naming the field at fault."""
-    check_json_value(payload, "payload")
-    payload_json = json.dumps(payload, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    """Check a request and return it normalised, or raise `InvalidRequest` naming the field at fault.
+
+    `payload` is None, bool, str, int, float, `decimal.Decimal`, or lists and str-keyed dicts of these.
+    Every number reaches the consumer with its exact value: a `Decimal` or an `int` as written (an `int`
+    past Python's int digit limit is refused: pass a `Decimal`), a `float` as its shortest round-tripping
+    repr (`0.1`, which reads back as the same double, not the double's exact binary expansion).
+    """
+    payload_json = payload_text(payload, "payload")
     payload_bytes = len(payload_json)
     if payload_bytes > max_payload_bytes:
         raise PayloadTooLarge(
@@ -78,33 +82,14 @@ def validate_message(
     return MessageRequest(payload_json, checked_attributes, checked_group, idempotency_key)
 
 
-def check_json_value(value: object, where: str) -> None:
-    """Refuse what JSON cannot carry faithfully: NaN/Infinity, lone surrogates, non-string keys,
-    non-JSON types, and nesting deeper than `MAX_NESTING_DEPTH`. Iterative, so depth cannot overflow."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        current, depth = stack.pop()
-        if depth > MAX_NESTING_DEPTH:
-            raise InvalidRequest("too_deep", f"{where} nests deeper than {MAX_NESTING_DEPTH} levels", where)
-        if current is None or isinstance(current, bool | int):
-            continue
-        if isinstance(current, float):
-            if not math.isfinite(current):
-                raise InvalidRequest("invalid_number", f"{where} contains NaN or Infinity", where)
-        elif isinstance(current, str):
-            _check_no_surrogates(current, where)
-        elif isinstance(current, list):
-            stack.extend((item, depth + 1) for item in current)
-        elif isinstance(current, dict):
-            for key, item in current.items():
-                if not isinstance(key, str):
-                    raise InvalidRequest("invalid_json", f"{where} has a non-string object key", where)
-                _check_no_surrogates(key, where)
-                stack.append((item, depth + 1))
-        else:
-            raise InvalidRequest(
-                "invalid_json", f"{where} contains a {type(current).__name__}, not a JSON value", where
-            )
+def payload_text(value: object, where: str) -> str:
+    """`value` as compact ASCII JSON with exact numbers, refusing what JSON cannot carry faithfully:
+    NaN/Infinity, lone surrogates, non-string keys, non-JSON types, nesting deeper than
+    `MAX_NESTING_DEPTH`. One walk does both, and the depth limit bounds its recursion."""
+    try:
+        return exact_json.dumps(value, max_depth=MAX_NESTING_DEPTH)
+    except exact_json.UnfitValue as unfit:
+        raise InvalidRequest(unfit.code, f"{where} {unfit.problem}", where) from None
 
 
 def check_idempotency_key(key: str) -> None:
@@ -114,11 +99,6 @@ def check_idempotency_key(key: str) -> None:
             f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters",
             "Idempotency-Key",
         )
-
-
-def _check_no_surrogates(text: str, where: str) -> None:
-    if _SURROGATE.search(text):
-        raise InvalidRequest("invalid_unicode", f"{where} contains a lone UTF-16 surrogate", where)
 
 
 def _check_attributes(attributes: object) -> dict[str, str]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools import Logger
@@ -18,13 +18,14 @@ from outbox.domain import (
     EntryState,
     Status,
     epoch_millis,
+    is_issued_message_id,
     iso,
     new_time_ordered_id,
     time_ordered_id_millis,
     utc_now,
 )
 from outbox.errors import InvalidRequest, MessageNotFound
-from outbox.schema import FAILED_INDEX, MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
+from outbox.schema import FAILED_INDEX, MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY, TTL_ATTRIBUTE
 from outbox.transactions import client_request_token
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ class NotFailed(InvalidRequest):
     """Only a FAILED message can be requeued or skipped."""
 
 
+class MessageGone(InvalidRequest):
+    """Only a parked entry is left of the message: it cannot be requeued, only skipped."""
+
+
 @dataclass(frozen=True, slots=True)
 class RequeueResult:
     message_id: str
@@ -53,9 +58,10 @@ def requeue(
     message_id: str, *, dynamodb: DynamoDBClient, settings: Settings, actor: str, now: datetime | None = None
 ) -> RequeueResult:
     """FAILED → PENDING, and the parked entry back to READY with its attempts reset (a new entry if the
-    parked one was skipped). Raises `MessageNotFound` or `NotFailed`."""
+    parked one was skipped). The message is owed again, so it loses its TTL. Raises `MessageGone` (only
+    its parked entry is left: `skip` releases it), `MessageNotFound` or `NotFailed`."""
     moment = now or utc_now()
-    message = _failed_message(dynamodb, settings, message_id)
+    message = _failed_message(dynamodb, settings, message_id, for_requeue=True)
     shard, entry_id = message["shard"]["S"], message["entry_id"]["S"]
     entry = dynamodb.get_item(
         TableName=settings.outbox_table,
@@ -68,10 +74,10 @@ def requeue(
         "Key": {MESSAGE_KEY: {"S": message_id}},
         "UpdateExpression": (
             "SET #status = :pending, updated_at = :now, requeued_at = :now, requeued_by = :actor, "
-            "attempts = :zero, entry_id = :entry REMOVE failed_at"
+            "attempts = :zero, entry_id = :entry REMOVE failed_at, #expires"
         ),
         "ConditionExpression": "#status = :failed",
-        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeNames": {"#status": "status", "#expires": TTL_ATTRIBUTE},
         "ExpressionAttributeValues": {
             ":pending": {"S": Status.PENDING},
             ":failed": {"S": Status.FAILED},
@@ -121,10 +127,27 @@ def requeue(
     return RequeueResult(message_id, reused_entry=reuse)
 
 
-def skip(message_id: str, *, dynamodb: DynamoDBClient, settings: Settings, actor: str) -> None:
-    """Delete a FAILED message's parked entry so its FIFO group moves on; the message stays FAILED."""
-    message = _failed_message(dynamodb, settings, message_id)
-    now = iso(utc_now())
+def skip(
+    message_id: str, *, dynamodb: DynamoDBClient, settings: Settings, actor: str, now: datetime | None = None
+) -> SkipResult:
+    """Delete a FAILED message's parked entry so its FIFO group moves on; the message stays FAILED and,
+    no longer owed to the queue, gets its TTL (now + retention).
+
+    A parked entry whose message is gone (deleted by hand, or by the TTL that items written before
+    version 0.2 carried while owed) would hold its FIFO group for ever: `skip` finds it by message id and
+    deletes it too."""
+    moment = now or utc_now()
+    try:
+        message = _failed_message(dynamodb, settings, message_id)
+    except MessageNotFound:
+        orphan = _orphaned_parked_entry(dynamodb, settings, message_id)
+        if orphan is None:
+            raise
+        _transact(dynamodb, [_delete_parked(settings, orphan, message_id=message_id)], message_id)
+        logger.info("orphaned parked entry skipped", message_id=message_id, actor=actor)
+        return SkipResult(message_id, orphaned=True)
+    stamp = iso(moment)
+    expires = int((moment + timedelta(days=settings.retention_days)).timestamp())
     _transact(
         dynamodb,
         [
@@ -132,32 +155,129 @@ def skip(message_id: str, *, dynamodb: DynamoDBClient, settings: Settings, actor
                 "Update": {
                     "TableName": settings.messages_table,
                     "Key": {MESSAGE_KEY: {"S": message_id}},
-                    "UpdateExpression": "SET skipped_at = :now, skipped_by = :actor, updated_at = :now",
+                    "UpdateExpression": (
+                        "SET skipped_at = :now, skipped_by = :actor, updated_at = :now, #expires = :expires"
+                    ),
                     "ConditionExpression": "#status = :failed",
-                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeNames": {"#status": "status", "#expires": TTL_ATTRIBUTE},
                     "ExpressionAttributeValues": {
-                        ":now": {"S": now},
+                        ":now": {"S": stamp},
                         ":actor": {"S": actor},
                         ":failed": {"S": Status.FAILED},
+                        ":expires": {"N": str(expires)},
                     },
                 }
             },
-            {
-                "Delete": {
-                    "TableName": settings.outbox_table,
-                    "Key": {
-                        OUTBOX_PARTITION_KEY: message["shard"],
-                        OUTBOX_SORT_KEY: message["entry_id"],
-                    },
-                    "ConditionExpression": "#state = :parked",
-                    "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": {":parked": {"S": EntryState.PARKED}},
-                }
-            },
+            _delete_parked(
+                settings, {OUTBOX_PARTITION_KEY: message["shard"], OUTBOX_SORT_KEY: message["entry_id"]}
+            ),
         ],
         message_id,
     )
     logger.info("parked entry skipped", message_id=message_id, actor=actor)
+    return SkipResult(message_id, orphaned=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SkipResult:
+    message_id: str
+    orphaned: bool
+    """True: the message was gone and only its parked entry was deleted."""
+
+
+def _delete_parked(
+    settings: Settings, key: dict[str, Any], *, message_id: str | None = None
+) -> TransactWriteItemTypeDef:
+    condition = "#state = :parked"
+    values: dict[str, Any] = {":parked": {"S": EntryState.PARKED}}
+    if message_id is not None:
+        condition += " AND message_id = :message_id"
+        values[":message_id"] = {"S": message_id}
+    return {
+        "Delete": {
+            "TableName": settings.outbox_table,
+            "Key": key,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def _parked_entries(dynamodb: DynamoDBClient, settings: Settings) -> Iterator[dict[str, Any]]:
+    """Every parked entry, shard by shard (an operator's read: parked entries are few)."""
+    for shard in range(settings.outbox_shards):
+        for page in dynamodb.get_paginator("query").paginate(
+            TableName=settings.outbox_table,
+            KeyConditionExpression="#shard = :shard",
+            FilterExpression="#state = :parked",
+            ExpressionAttributeNames={"#shard": OUTBOX_PARTITION_KEY, "#state": "state"},
+            ExpressionAttributeValues={":shard": {"S": str(shard)}, ":parked": {"S": EntryState.PARKED}},
+            ConsistentRead=True,
+        ):
+            yield from page.get("Items", [])
+
+
+def _orphaned_parked_entry(
+    dynamodb: DynamoDBClient, settings: Settings, message_id: str
+) -> dict[str, Any] | None:
+    for entry in _parked_entries(dynamodb, settings):
+        if entry[MESSAGE_KEY]["S"] == message_id:
+            return {
+                OUTBOX_PARTITION_KEY: entry[OUTBOX_PARTITION_KEY],
+                OUTBOX_SORT_KEY: entry[OUTBOX_SORT_KEY],
+            }
+    return None
+
+
+def orphaned_parked_message_ids(dynamodb: DynamoDBClient, settings: Settings) -> list[str]:
+    """Parked entries whose message is gone: each holds its FIFO group until `skip` drops it."""
+    parked = [entry[MESSAGE_KEY]["S"] for entry in _parked_entries(dynamodb, settings)]
+    found: set[str] = set()
+    for start in range(0, len(parked), 100):
+        request: dict[str, Any] = {
+            settings.messages_table: {
+                "Keys": [{MESSAGE_KEY: {"S": mid}} for mid in parked[start : start + 100]],
+                "ProjectionExpression": MESSAGE_KEY,
+                "ConsistentRead": True,
+            }
+        }
+        while request:
+            response = dynamodb.batch_get_item(RequestItems=request)
+            found.update(
+                item[MESSAGE_KEY]["S"] for item in response["Responses"].get(settings.messages_table, [])
+            )
+            request = dict(response.get("UnprocessedKeys") or {})
+    return [mid for mid in parked if mid not in found]
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueAllResult:
+    requeued: list[RequeueResult]
+    skipped: dict[str, str]
+    """Message id → why it was left alone (no longer FAILED, gone: the index is eventually consistent)."""
+
+
+def requeue_all_failed(
+    *,
+    dynamodb: DynamoDBClient,
+    settings: Settings,
+    actor: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> RequeueAllResult:
+    """Requeue every message the `failed` index lists. The index is eventually consistent: a message it
+    still lists may have been requeued or skipped meanwhile; that one is left alone and the rest go on."""
+    ids = list(failed_message_ids(dynamodb, settings))
+    requeued: list[RequeueResult] = []
+    skipped: dict[str, str] = {}
+    for done, message_id in enumerate(ids, start=1):
+        try:
+            requeued.append(requeue(message_id, dynamodb=dynamodb, settings=settings, actor=actor))
+        except (NotFailed, MessageNotFound) as exc:
+            skipped[message_id] = exc.message if isinstance(exc, InvalidRequest) else "no such message"
+        if progress is not None:
+            progress(done, len(ids))
+    return RequeueAllResult(requeued, skipped)
 
 
 def failed_message_ids(dynamodb: DynamoDBClient, settings: Settings) -> Iterator[str]:
@@ -174,6 +294,8 @@ class OutboxStats:
     depth_per_shard: dict[str, int]
     parked: int
     oldest_pending_age_seconds: float
+    orphaned: list[str]
+    """Message ids of parked entries whose message is gone (`outbox skip ID` drops each)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +303,8 @@ class OutboxStats:
             "outbox_depth_per_shard": self.depth_per_shard,
             "outbox_depth": sum(self.depth_per_shard.values()),
             "parked": self.parked,
+            "parked_without_message": len(self.orphaned),
+            "parked_without_message_ids": self.orphaned[:20],
             "oldest_pending_age_seconds": round(self.oldest_pending_age_seconds, 3),
         }
 
@@ -216,14 +340,78 @@ def stats(dynamodb: DynamoDBClient, settings: Settings) -> OutboxStats:
                     oldest_ms = time_ordered_id_millis(item[OUTBOX_SORT_KEY]["S"])
         depth[str(shard)] = count
     age = 0.0 if oldest_ms is None else max(0.0, (epoch_millis(utc_now()) - oldest_ms) / 1000)
-    return OutboxStats(dict(statuses), depth, parked, age)
+    orphaned = orphaned_parked_message_ids(dynamodb, settings) if parked else []
+    return OutboxStats(dict(statuses), depth, parked, age, orphaned)
 
 
-def _failed_message(dynamodb: DynamoDBClient, settings: Settings, message_id: str) -> dict[str, Any]:
+@dataclass
+class TtlCleanup:
+    checked: int = 0
+    cleared: int = 0
+    changed_meanwhile: int = 0
+
+
+def clear_owed_ttl(
+    dynamodb: DynamoDBClient,
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[TtlCleanup], None] | None = None,
+) -> TtlCleanup:
+    """A one-off for tables written before version 0.2, whose ingest gave every message a TTL: remove it
+    from each message still owed to the queue (PENDING, or FAILED and not skipped), so DynamoDB cannot
+    delete one before it is sent. Each removal is conditional on the status read, so a message the relay
+    finalizes meanwhile keeps the TTL its finalize set. Safe to run while relays run, and to run again."""
+    result = TtlCleanup()
+    for page in dynamodb.get_paginator("scan").paginate(
+        TableName=settings.messages_table,
+        ProjectionExpression="#id, #status",
+        FilterExpression=(
+            "attribute_exists(#expires) AND "
+            "(#status = :pending OR (#status = :failed AND attribute_not_exists(skipped_at)))"
+        ),
+        ExpressionAttributeNames={"#id": MESSAGE_KEY, "#status": "status", "#expires": TTL_ATTRIBUTE},
+        ExpressionAttributeValues={":pending": {"S": Status.PENDING}, ":failed": {"S": Status.FAILED}},
+    ):
+        for item in page.get("Items", []):
+            result.checked += 1
+            if dry_run:
+                continue
+            try:
+                dynamodb.update_item(
+                    TableName=settings.messages_table,
+                    Key={MESSAGE_KEY: item[MESSAGE_KEY]},
+                    UpdateExpression="REMOVE #expires",
+                    ConditionExpression="#status = :status AND attribute_not_exists(skipped_at)",
+                    ExpressionAttributeNames={"#status": "status", "#expires": TTL_ATTRIBUTE},
+                    ExpressionAttributeValues={":status": item["status"]},
+                )
+                result.cleared += 1
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                result.changed_meanwhile += 1
+        if progress is not None:
+            progress(result)
+    return result
+
+
+def _failed_message(
+    dynamodb: DynamoDBClient, settings: Settings, message_id: str, *, for_requeue: bool = False
+) -> dict[str, Any]:
+    if not is_issued_message_id(message_id):
+        raise MessageNotFound(message_id)  # no such id is ever issued (and DynamoDB refuses long keys)
     item = dynamodb.get_item(
         TableName=settings.messages_table, Key={MESSAGE_KEY: {"S": message_id}}, ConsistentRead=True
     ).get("Item")
     if item is None:
+        if for_requeue and _orphaned_parked_entry(dynamodb, settings, message_id) is not None:
+            raise MessageGone(
+                "message_gone",
+                f"message {message_id} is gone (its payload with it) and cannot be sent again; only its "
+                f"parked entry is left: `outbox skip {message_id}` drops it so its FIFO group moves on",
+                "message_id",
+            )
         raise MessageNotFound(message_id)
     status = item["status"]["S"]
     if status != Status.FAILED:

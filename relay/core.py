@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any, Final
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from outbox.clients import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from outbox.domain import EntryState, Status, epoch_millis, time_ordered_id_millis
 from outbox.settings import FIFO_RESEND_WINDOW_SECONDS
 from relay.clock import Clock, SystemClock
 from relay.entries import Entry, RunSummary
 from relay.retry import RetryPolicy, backoff_seconds
 from relay.sender import Outcome, Outgoing, Sender, SendResult
-from relay.store import FinalizeResult, OutboxStore, TransactionCancelled
+from relay.store import FinalizeResult, OutboxStore, ReadsUnprocessed, TransactionCancelled
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -35,7 +36,10 @@ if TYPE_CHECKING:
     from outbox.settings import Settings
 
 logger = Logger(service="outbox-relay", child=True)
-_AWS_ERRORS: Final = (BotoCoreError, ClientError, TransactionCancelled)
+_AWS_ERRORS: Final = (BotoCoreError, ClientError, TransactionCancelled, ReadsUnprocessed)
+SEND_CALL_SECONDS: Final = float(CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS + 1)
+"""The longest one SendMessageBatch attempt takes before botocore gives up on it (connect + read timeout),
+plus a second for the clocks of two relays to disagree."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,9 @@ class RelayConfig:
     parallel_shards: int = 4
     batch_margin_seconds: float = 3.0
     """A claim batch starts only with at least this much time before the deadline."""
+    send_margin_seconds: float = SEND_CALL_SECONDS
+    """An SQS call starts only while the batch's lease has at least this much left, so that no call is
+    still sending when another relay may claim the same entries (ADR 0005)."""
 
 
 class _Again(Exception):
@@ -82,7 +89,10 @@ class Relay:
         self._config = config or RelayConfig()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.store = OutboxStore(
-            dynamodb, messages_table=settings.messages_table, outbox_table=settings.outbox_table
+            dynamodb,
+            messages_table=settings.messages_table,
+            outbox_table=settings.outbox_table,
+            retention_days=settings.retention_days,
         )
         self._sender = Sender(sqs, settings.queue_url, retry_policy=self._retry, fifo=settings.fifo)
 
@@ -216,6 +226,11 @@ class Relay:
         def seconds_left() -> float:
             return min(deadline, lease_deadline) - self._clock.monotonic() - 1.0
 
+        def send_window() -> float:
+            """Seconds in which an SQS call may still start: it must end before the lease does."""
+            now = self._clock.monotonic()
+            return min(deadline - now, lease_deadline - now - self._config.send_margin_seconds)
+
         claimed, refused = self._claim(
             batch,
             token=token,
@@ -232,21 +247,27 @@ class Relay:
             if entry.entry_id in refused_ids or self._is_blocked(entry, blocked):
                 self._block(entry, blocked)
                 if entry.entry_id in claimed_ids:
-                    self._release(entry, token, summary)
+                    self._release(entry, token, now_ms, summary)
                 continue
             if entry.entry_id in claimed_ids:
                 to_send.append(entry)
-        outgoing = self._load(to_send, token, summary)
-        results, stats = self._sender.send(outgoing, deadline=seconds_left)
+        outgoing = self._load(to_send, token, seconds_left, summary)
+        results, stats = self._sender.send(outgoing, deadline=send_window)
         summary.retries += stats.retries
         summary.relay_errors += stats.splits
         summary.duplicates_possible += stats.resent_after_unknown
+        if stats.out_of_time:
+            summary.drained = False
+            summary.errors.append(f"{stats.out_of_time} message(s) held back: the lease left no time to send")
+        for result in results:
+            if result.maybe_sent:
+                self._note_resend(result.outgoing.entry, summary)
         accepted = [result for result in results if result.outcome is Outcome.ACCEPTED]
         self._finalize(accepted, token, seconds_left, summary)
         for result in results:
             if result.outcome is not Outcome.ACCEPTED:
                 self._block(result.outgoing.entry, blocked)
-                self._settle_unsent(result, token, summary)
+                self._settle_unsent(result, token, now_ms, summary)
         summary.batches += 1
         summary.batch_seconds_total += self._clock.monotonic() - started
 
@@ -267,11 +288,15 @@ class Relay:
                 return self.store.claim(batch, token=token, now_ms=now_ms, lease_until_ms=lease_until_ms)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    def _load(self, entries: list[Entry], token: str, summary: RunSummary) -> list[Outgoing]:
+    def _load(
+        self, entries: list[Entry], token: str, seconds_left: Callable[[], float], summary: RunSummary
+    ) -> list[Outgoing]:
         """Payloads for the claimed entries. A message already moved on (or gone) takes its entry with it."""
         if not entries:
             return []
-        messages = self.store.fetch_messages([entry.message_id for entry in entries])
+        messages = self.store.fetch_messages(
+            [entry.message_id for entry in entries], seconds_left=seconds_left
+        )
         outgoing: list[Outgoing] = []
         for entry in entries:
             item = messages.get(entry.message_id)
@@ -285,18 +310,20 @@ class Relay:
                 summary.stale += 1
                 self.store.delete_entry(entry, token=token)
                 continue
-            if entry.first_send_at is not None:
-                summary.duplicates_possible += 1  # claimed before: it may already be in the queue
-                self._note_late_resend(entry, summary)
             attributes = {name: value["S"] for name, value in item.get("attributes", {}).get("M", {}).items()}
             group_id = item["group_id"]["S"] if "group_id" in item else None
             outgoing.append(Outgoing(entry, item["payload"]["S"], attributes, group_id))
         return outgoing
 
-    def _note_late_resend(self, entry: Entry, summary: RunSummary) -> None:
-        """DESIGN §4.5: a FIFO resend past the 4-minute window is still sent (never parked for it), but
-        SQS may keep both copies, so it is counted and logged."""
-        if not self._settings.fifo or entry.first_send_at is None:
+    def _note_resend(self, entry: Entry, summary: RunSummary) -> None:
+        """A message this batch sent (or may have) that an earlier claim may already have put in the queue
+        (`first_send_at` is stamped at claim and removed again when that claim certainly sent nothing).
+        DESIGN §4.5: a FIFO resend past the 4-minute window is still sent (never parked for it), but SQS
+        may keep both copies, so it is counted and logged."""
+        if entry.first_send_at is None:
+            return
+        summary.duplicates_possible += 1
+        if not self._settings.fifo:
             return
         late_by_ms = epoch_millis(self._clock.now()) - entry.first_send_at - FIFO_RESEND_WINDOW_SECONDS * 1000
         if late_by_ms > 0:
@@ -348,11 +375,11 @@ class Relay:
             self.store.delete_entry(entry, token=token)
         summary.claims_lost += len(outcome.claim_lost)
 
-    def _settle_unsent(self, result: SendResult, token: str, summary: RunSummary) -> None:
+    def _settle_unsent(self, result: SendResult, token: str, claimed_at_ms: int, summary: RunSummary) -> None:
         entry = result.outgoing.entry
         try:
             if result.outcome is Outcome.HELD_BACK:
-                self._release(entry, token, summary)
+                self._release(entry, token, claimed_at_ms, summary)
                 return
             counted = result.outcome in {Outcome.FAILED, Outcome.REJECTED}
             attempts = entry.attempts + (1 if counted else 0)
@@ -371,7 +398,12 @@ class Relay:
             )
             next_attempt = epoch_millis(self._clock.now()) + int(delay * 1000)
             if self.store.release(
-                entry, token=token, attempts=attempts, next_attempt_at_ms=next_attempt, error=error
+                entry,
+                token=token,
+                counted=counted,
+                next_attempt_at_ms=next_attempt,
+                error=error,
+                unstamp_claimed_at_ms=None if result.maybe_sent else _own_stamp(entry, claimed_at_ms),
             ):
                 summary.rolled_back += 1
                 logger.info(
@@ -384,15 +416,12 @@ class Relay:
             summary.relay_errors += 1
             summary.errors.append(f"could not settle {entry.message_id}: {_describe(exc)}")
 
-    def _release(self, entry: Entry, token: str, summary: RunSummary) -> None:
-        """Give a claimed entry back untouched (held back for FIFO order): no attempt, no backoff."""
+    def _release(self, entry: Entry, token: str, claimed_at_ms: int, summary: RunSummary) -> None:
+        """Give back a claimed entry that was not sent (held back for FIFO order, or out of lease time):
+        no attempt, no backoff, and the claim's `first_send_at` stamp goes with it."""
         try:
             if self.store.release(
-                entry,
-                token=token,
-                attempts=entry.attempts,
-                next_attempt_at_ms=entry.next_attempt_at,
-                error=None,
+                entry, token=token, counted=False, unstamp_claimed_at_ms=_own_stamp(entry, claimed_at_ms)
             ):
                 summary.held_back += 1
         except _AWS_ERRORS as exc:
@@ -401,6 +430,11 @@ class Relay:
 
     def _seconds_left(self, deadline: float) -> float:
         return deadline - self._clock.monotonic()
+
+
+def _own_stamp(entry: Entry, claimed_at_ms: int) -> int | None:
+    """The `first_send_at` this claim set, if it set one: only when the entry, as read, had none."""
+    return claimed_at_ms if entry.first_send_at is None else None
 
 
 def _oldest_age(page: list[Entry], now_ms: int) -> float:
@@ -415,4 +449,6 @@ def _describe(exc: BaseException) -> str:
         return str(exc.response.get("Error", {}).get("Code", "ClientError"))
     if isinstance(exc, TransactionCancelled):
         return f"TransactionCanceled {exc.reasons}"
+    if isinstance(exc, ReadsUnprocessed):
+        return str(exc)
     return type(exc).__name__

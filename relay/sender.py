@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from outbox.sqs_errors import sqs_error_code
 from relay.entries import Entry
 from relay.retry import RetryPolicy
 
@@ -26,6 +27,8 @@ MAX_BATCH_BYTES: Final = 1_048_576
 MESSAGE_ID_ATTRIBUTE: Final = "message_id"
 _SPLIT_CODES: Final = frozenset(
     {
+        # Modeled names, compared through `sqs_error_code`: real SQS sends the batch codes prefixed
+        # (`AWS.SimpleQueueService.BatchRequestTooLong`), moto and fakes may not.
         # The batch as a whole is malformed: a relay bug, never the messages' fault.
         "BatchRequestTooLong",
         "InvalidBatchEntryId",
@@ -51,7 +54,8 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
     """The call failed as a whole (timeout, 5xx, reset): SQS may have queued it. Roll back, not counted."""
     HELD_BACK = "held_back"
-    """Not sent, to keep its FIFO group in order behind an entry that was not accepted."""
+    """Not sent: to keep its FIFO group in order behind an entry that was not accepted, or because the
+    batch's lease had too little time left for another call (ADR 0005)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,8 @@ class SendResult:
     outcome: Outcome
     sqs_message_id: str | None = None
     error: str | None = None
+    maybe_sent: bool = False
+    """SQS accepted it or may have (a call of it failed as a whole): a later send is a resend."""
 
 
 class _EntriesFailed(Exception):
@@ -87,6 +93,8 @@ class SendStats:
     calls: int = 0
     resent_after_unknown: int = 0
     """Entries sent again after a whole call failed: SQS may now hold them twice."""
+    out_of_time: int = 0
+    """Entries not sent (held back) because the batch's send window had closed."""
 
 
 class Sender:
@@ -99,7 +107,9 @@ class Sender:
     def send(
         self, outgoing: Sequence[Outgoing], *, deadline: Callable[[], float]
     ) -> tuple[list[SendResult], SendStats]:
-        """Send everything that order allows; `deadline()` is the seconds left for this batch."""
+        """Send everything that order allows. `deadline()` is the seconds left in which a call may still
+        start (the lease minus the longest a call takes, or the invocation's deadline); no call, first or
+        retry, starts at or past it, and what was never sent comes back `HELD_BACK`."""
         stats = SendStats()
         if not self._fifo:
             return self._send_packed(list(outgoing), deadline, stats), stats
@@ -133,15 +143,21 @@ class Sender:
     def _send_batch(
         self, batch: list[Outgoing], deadline: Callable[[], float], stats: SendStats
     ) -> list[SendResult]:
+        if deadline() <= 0:
+            stats.out_of_time += len(batch)
+            return [SendResult(item, Outcome.HELD_BACK, error="send window closed") for item in batch]
         decided: dict[int, SendResult] = {}
         remaining = list(batch)
         whole_call_failed = False
+        maybe_sent: set[int] = set()
         last_error = ""
         try:
             for attempt in self._retry_policy.retrying(
                 budget_seconds=deadline(), retry_on=(_EntriesFailed, BotoCoreError, ClientError)
             ):
                 with attempt:
+                    if attempt.retry_state.attempt_number > 1 and deadline() <= 0:
+                        break  # no time for a retry: the entries keep the last attempt's outcome
                     if attempt.retry_state.attempt_number > 1:
                         stats.retries += 1
                         if whole_call_failed:
@@ -150,24 +166,27 @@ class Sender:
                     try:
                         response = self._call(remaining, stats)
                     except ClientError as exc:
-                        code = exc.response.get("Error", {}).get("Code", "")
+                        code = sqs_error_code(exc)
                         last_error = f"SendMessageBatch: {code}"
                         if code in _SPLIT_CODES:
                             return [*decided.values(), *self._split(remaining, code, deadline, stats)]
                         whole_call_failed = True
+                        maybe_sent.update(id(item) for item in remaining)
                         raise
                     except BotoCoreError as exc:
                         last_error = f"SendMessageBatch: {type(exc).__name__}"
                         whole_call_failed = True
+                        maybe_sent.update(id(item) for item in remaining)
                         raise
                     remaining, entry_error = _classify(response, remaining, decided)
                     if remaining:
                         last_error = entry_error
                         raise _EntriesFailed
         except (_EntriesFailed, BotoCoreError, ClientError):
-            outcome = Outcome.UNKNOWN if whole_call_failed else Outcome.FAILED
-            for item in remaining:
-                decided[id(item)] = SendResult(item, outcome, error=last_error)
+            pass
+        outcome = Outcome.UNKNOWN if whole_call_failed else Outcome.FAILED
+        for item in remaining:
+            decided[id(item)] = SendResult(item, outcome, error=last_error, maybe_sent=id(item) in maybe_sent)
         return [decided[id(item)] for item in batch]
 
     def _split(
@@ -214,7 +233,7 @@ def _classify(
     and the last of their errors."""
     for success in response.get("Successful", []):
         item = sent[int(success["Id"])]
-        decided[id(item)] = SendResult(item, Outcome.ACCEPTED, success["MessageId"])
+        decided[id(item)] = SendResult(item, Outcome.ACCEPTED, success["MessageId"], maybe_sent=True)
     again: list[Outgoing] = []
     last_error = ""
     for failure in response.get("Failed", []):

@@ -7,14 +7,18 @@ for the relay's retry layer to judge.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
 from outbox.domain import EntryState, Status, iso
-from outbox.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
+from outbox.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, TTL_ATTRIBUTE
+from outbox.settings import Settings
 from outbox.transactions import client_request_token
 from relay.entries import Entry
 
@@ -26,12 +30,25 @@ if TYPE_CHECKING:
 
 MAX_TRANSACTION_ACTIONS: Final = 100
 BATCH_GET_LIMIT: Final = 100
+DEFAULT_RETENTION_DAYS: Final = Settings.retention_days
+UNPROCESSED_ROUNDS: Final = 5
+"""BatchGetItem calls per chunk before keys DynamoDB keeps leaving unprocessed stop the batch."""
+UNPROCESSED_FIRST_PAUSE_SECONDS: Final = 0.05
+UNPROCESSED_MAX_PAUSE_SECONDS: Final = 1.0
 SKIP_REASONS: Final = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 _CLAIM_CONDITION: Final = (
     "attribute_exists(message_id) AND #state = :ready AND "
     "(attribute_not_exists(claim_token) OR lease_until < :now OR claim_token = :token) AND "
     "next_attempt_at <= :now"
 )
+
+
+class ReadsUnprocessed(Exception):
+    """BatchGetItem kept leaving keys unprocessed (throttled) past its bound."""
+
+
+class _StampNotOurs(Exception):
+    """The claim is ours but `first_send_at` was set by an earlier claim."""
 
 
 class TransactionCancelled(Exception):
@@ -60,10 +77,19 @@ class FinalizeResult:
 
 
 class OutboxStore:
-    def __init__(self, client: DynamoDBClient, *, messages_table: str, outbox_table: str) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        *,
+        messages_table: str,
+        outbox_table: str,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+    ) -> None:
         self._client = client
         self._messages_table = messages_table
         self._outbox_table = outbox_table
+        self._retention = timedelta(days=retention_days)
+        self._call_numbers = itertools.count(1)
         self.calls = 0
 
     # -- reading -----------------------------------------------------------------------------------
@@ -88,8 +114,18 @@ class OutboxStore:
         entries = [Entry.from_item(item) for item in response.get("Items", [])]
         return entries, response.get("LastEvaluatedKey")
 
-    def fetch_messages(self, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The message items (status, payload, attributes) of a claim batch, read consistently."""
+    def fetch_messages(
+        self,
+        message_ids: Sequence[str],
+        *,
+        seconds_left: Callable[[], float] = lambda: float("inf"),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, dict[str, Any]]:
+        """The message items (status, payload, attributes) of a claim batch, read consistently.
+
+        Keys DynamoDB leaves unprocessed (throttling) are asked for again with backoff, at most
+        `UNPROCESSED_ROUNDS` times and never past `seconds_left()`; then `ReadsUnprocessed` is raised and
+        the batch stops like any other AWS error (its entries wait for their lease)."""
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(message_ids))
         for start in range(0, len(unique), BATCH_GET_LIMIT):
@@ -104,12 +140,19 @@ class OutboxStore:
                     "ExpressionAttributeNames": {"#status": "status", "#attributes": "attributes"},
                 }
             }
-            while request:
+            for round_number in itertools.count():
                 self.calls += 1
                 response = self._client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self._messages_table, []):
                     found[item[MESSAGE_KEY]["S"]] = dict(item)
                 request = dict(response.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                pause = min(UNPROCESSED_MAX_PAUSE_SECONDS, UNPROCESSED_FIRST_PAUSE_SECONDS * 2**round_number)
+                if round_number + 1 >= UNPROCESSED_ROUNDS or seconds_left() < pause:
+                    left = len(request[self._messages_table]["Keys"])
+                    raise ReadsUnprocessed(f"BatchGetItem left {left} key(s) unprocessed")
+                sleep(pause)
         return found
 
     # -- claiming ----------------------------------------------------------------------------------
@@ -160,8 +203,9 @@ class OutboxStore:
     # -- after sending -----------------------------------------------------------------------------
 
     def finalize(self, sent: Sequence[tuple[Entry, str]], *, token: str, now: datetime) -> FinalizeResult:
-        """One transaction: each message PENDING→QUEUED (nothing else changes) and its entry deleted while
-        still ours. A cancellation is decided per message from its reasons (DESIGN §4.4)."""
+        """One transaction: each message PENDING→QUEUED and its entry deleted while still ours. The message's
+        TTL starts here (now + retention): nothing is owed for it any more. A cancellation is decided per
+        message from its reasons (DESIGN §4.4)."""
         result = FinalizeResult()
         if not sent:
             return result
@@ -193,15 +237,17 @@ class OutboxStore:
                 "TableName": self._messages_table,
                 "Key": {MESSAGE_KEY: {"S": entry.message_id}},
                 "UpdateExpression": (
-                    "SET #status = :queued, queued_at = :now, updated_at = :now, sqs_message_id = :sqs"
+                    "SET #status = :queued, queued_at = :now, updated_at = :now, sqs_message_id = :sqs, "
+                    "#expires = :expires"
                 ),
                 "ConditionExpression": "#status = :pending",
-                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeNames": {"#status": "status", "#expires": TTL_ATTRIBUTE},
                 "ExpressionAttributeValues": {
                     ":queued": {"S": Status.QUEUED},
                     ":pending": {"S": Status.PENDING},
                     ":now": {"S": iso(now)},
                     ":sqs": {"S": sqs_message_id},
+                    ":expires": {"N": str(int((now + self._retention).timestamp()))},
                 },
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -234,36 +280,86 @@ class OutboxStore:
         return True
 
     def release(
-        self, entry: Entry, *, token: str, attempts: int, next_attempt_at_ms: int, error: str | None
+        self,
+        entry: Entry,
+        *,
+        token: str,
+        counted: bool,
+        next_attempt_at_ms: int | None = None,
+        error: str | None = None,
+        unstamp_claimed_at_ms: int | None = None,
     ) -> bool:
-        """Undo a claim: the entry is claimable again at `next_attempt_at_ms`. The message item is not
-        touched. False if the claim was lost meanwhile."""
-        expression = "REMOVE claim_token, lease_until SET attempts = :attempts, next_attempt_at = :next"
-        values: dict[str, Any] = {
-            ":token": {"S": token},
-            ":attempts": {"N": str(attempts)},
-            ":next": {"N": str(next_attempt_at_ms)},
-        }
+        """Undo a claim; the message item is not touched. False if the claim was lost meanwhile.
+
+        `counted`: one more failed attempt, added to the stored count (`ADD`, never a value read earlier:
+        another relay may have counted one since). `next_attempt_at_ms`: the entry waits until then
+        (backoff). Neither (held back for FIFO order, or out of lease time): only the claim goes.
+        `unstamp_claimed_at_ms`: the entry was certainly not sent, so the `first_send_at` this claim set
+        (it equals the claim's time) is removed; a stamp of an earlier claim is kept."""
+        values: dict[str, Any] = {":token": {"S": token}}
+        sets: list[str] = []
+        if next_attempt_at_ms is not None:
+            sets.append("next_attempt_at = :next")
+            values[":next"] = {"N": str(next_attempt_at_ms)}
+        if counted:
+            values[":one"] = {"N": "1"}
         if error is not None:
-            expression += ", last_error = :error"
+            sets.append("last_error = :error")
             values[":error"] = {"S": error[:1000]}
+
+        def expression(*removed: str) -> str:
+            text = "REMOVE " + ", ".join(("claim_token", "lease_until", *removed))
+            text += " SET " + ", ".join(sets) if sets else ""
+            return text + (" ADD attempts :one" if counted else "")
+
+        if unstamp_claimed_at_ms is not None:
+            try:
+                return self._update_entry(
+                    entry,
+                    expression("first_send_at"),
+                    "claim_token = :token AND first_send_at = :claimed_at",
+                    {**values, ":claimed_at": {"N": str(unstamp_claimed_at_ms)}},
+                    stamp_check=True,
+                )
+            except _StampNotOurs:
+                pass  # an earlier claim's stamp: keep it, and release without touching it
+        return self._update_entry(entry, expression(), "claim_token = :token", values, stamp_check=False)
+
+    def _update_entry(
+        self,
+        entry: Entry,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        *,
+        stamp_check: bool,
+    ) -> bool:
+        """One conditional update of an entry; False if the claim is no longer `:token`'s. With
+        `stamp_check`, a claim still ours that failed only the stamp condition raises `_StampNotOurs`."""
         try:
             self.calls += 1
             self._client.update_item(
                 TableName=self._outbox_table,
                 Key=entry.key,
                 UpdateExpression=expression,
-                ConditionExpression="claim_token = :token",
+                ConditionExpression=condition,
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+            if stamp_check and old.get("claim_token", {}).get("S") == values[":token"]["S"]:
+                raise _StampNotOurs from exc
+            return False
         return True
 
     def poison(self, entry: Entry, *, token: str, attempts: int, error: str, now: datetime) -> bool:
-        """One transaction: message PENDING→FAILED with the error, entry PARKED in its place."""
+        """One transaction: message PENDING→FAILED with the error, entry PARKED in its place.
+
+        The entry's count grows by one (`ADD`); `attempts` (the count as this relay knows it) is what the
+        message records. A FAILED message is still owed (its entry is parked for `requeue`): no TTL."""
         stamp = iso(now)
         items: list[TransactWriteItemTypeDef] = [
             {
@@ -272,10 +368,10 @@ class OutboxStore:
                     "Key": {MESSAGE_KEY: {"S": entry.message_id}},
                     "UpdateExpression": (
                         "SET #status = :failed, last_error = :error, failed_at = :now, updated_at = :now, "
-                        "attempts = :attempts"
+                        "attempts = :attempts REMOVE #expires"
                     ),
                     "ConditionExpression": "#status = :pending",
-                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeNames": {"#status": "status", "#expires": TTL_ATTRIBUTE},
                     "ExpressionAttributeValues": {
                         ":failed": {"S": Status.FAILED},
                         ":pending": {"S": Status.PENDING},
@@ -290,8 +386,8 @@ class OutboxStore:
                     "TableName": self._outbox_table,
                     "Key": entry.key,
                     "UpdateExpression": (
-                        "SET #state = :parked, last_error = :error, attempts = :attempts "
-                        "REMOVE claim_token, lease_until"
+                        "SET #state = :parked, last_error = :error REMOVE claim_token, lease_until "
+                        "ADD attempts :one"
                     ),
                     "ConditionExpression": "claim_token = :token",
                     "ExpressionAttributeNames": {"#state": "state"},
@@ -299,7 +395,7 @@ class OutboxStore:
                         ":parked": {"S": EntryState.PARKED},
                         ":error": {"S": error[:1000]},
                         ":token": {"S": token},
-                        ":attempts": {"N": str(attempts)},
+                        ":one": {"N": "1"},
                     },
                 }
             },
@@ -317,8 +413,11 @@ class OutboxStore:
     def _transact(self, items: list[TransactWriteItemTypeDef]) -> None:
         self.calls += 1
         try:
+            # A token of its own for every call: botocore's resends of this call (a lost response, a 5xx)
+            # reuse it, so DynamoDB applies the call once; a later call with the same items (a retry
+            # after a cancellation) is not answered with a cancelled call's outcome (ADR 0003).
             self._client.transact_write_items(
-                TransactItems=items, ClientRequestToken=client_request_token(items)
+                TransactItems=items, ClientRequestToken=client_request_token(items, next(self._call_numbers))
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":

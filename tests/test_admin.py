@@ -35,8 +35,11 @@ def test_requeue_refuses_what_is_not_failed(server_outbox: Outbox) -> None:
     (pending,) = ingest_messages(server_outbox, 1)
     with pytest.raises(admin.NotFailed, match="PENDING"):
         admin.requeue(pending, dynamodb=dynamodb_client(), settings=server_outbox.settings, actor="t")
-    with pytest.raises(MessageNotFound):
-        admin.requeue("nope", dynamodb=dynamodb_client(), settings=server_outbox.settings, actor="t")
+    for unknown in ("nope", "x" * 3000):  # a key over 2,048 bytes: not found, not a ValidationException
+        with pytest.raises(MessageNotFound):
+            admin.requeue(unknown, dynamodb=dynamodb_client(), settings=server_outbox.settings, actor="t")
+        with pytest.raises(MessageNotFound):
+            admin.skip(unknown, dynamodb=dynamodb_client(), settings=server_outbox.settings, actor="t")
     assert server_outbox.message(pending)["status"] == {"S": Status.PENDING}  # type: ignore[index]
 
 

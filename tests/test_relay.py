@@ -19,7 +19,8 @@ from tests.conftest import (
     run_relay,
 )
 
-FINALIZED_FIELDS = {"status", "queued_at", "sqs_message_id", "updated_at"}
+FINALIZED_FIELDS = {"status", "queued_at", "sqs_message_id", "updated_at", "expires_at"}
+"""What finalize writes; `expires_at` (the TTL) starts only now, when nothing is owed any more."""
 
 
 def test_a_run_queues_every_message_and_empties_the_outbox(outbox: Outbox) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from outbox.clients import dynamodb_client, sqs_client
-from outbox.domain import EntryState, Status
+from outbox.domain import EntryState, Status, epoch_millis
 from outbox.local.queue import message_id_of
 from outbox.testing.faults import DedupLedger, FaultInjector, FaultKind
 from relay import admin
@@ -51,7 +51,8 @@ def test_failed_send_rolls_back_the_claim_and_leaves_the_message_exactly_as_it_w
     assert "lease_until" not in entry
     assert entry["attempts"] == {"N": "1"}
     assert "InternalError" in entry["last_error"]["S"]  # type: ignore[index]
-    assert int(entry["next_attempt_at"]["N"]) > int(entry["first_send_at"]["N"])  # type: ignore[index]
+    assert int(entry["next_attempt_at"]["N"]) > epoch_millis(clock.now())  # type: ignore[index]  # backing off
+    assert "first_send_at" not in entry  # refused with SenderFault=false: never in the queue, not a resend
     assert receive_all(server_outbox.resources.queue_url) == []
 
     faults.clear()

@@ -30,6 +30,8 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
+from outbox.sqs_errors import query_error_code
+
 
 class FaultKind(StrEnum):
     THROTTLE = "throttle"
@@ -42,6 +44,10 @@ class FaultKind(StrEnum):
     """SQS only: every entry of a `SendMessageBatch` fails with `SenderFault=false` (not queued)."""
     ENTRY_REJECTED = "entry_rejected"
     """SQS only: every entry of a `SendMessageBatch` is refused for good (`SenderFault=true`)."""
+    BATCH_TOO_LONG = "batch_too_long"
+    """SQS only: the whole `SendMessageBatch` is refused with `BatchRequestTooLong`, spelled as real SQS
+    spells it (`AWS.SimpleQueueService.BatchRequestTooLong`). With `when=<message id>` and `times=None`, a
+    message too big for any batch: every batch holding it is refused, down to the message alone."""
 
 
 _ENTRY_FAULTS: Final = frozenset({FaultKind.ENTRY_FAILURE, FaultKind.ENTRY_REJECTED})
@@ -99,7 +105,9 @@ _THROTTLE_CODES = {"dynamodb": "ThrottlingException", "sqs": "RequestThrottled"}
 _ERROR_PREFIX = {"dynamodb": "com.amazonaws.dynamodb.v20120810#", "sqs": "com.amazonaws.sqs#"}
 
 
-class _Body:
+class BufferedBody:
+    """A response body botocore can stream, made from bytes in hand (an answer a hook makes up)."""
+
     def __init__(self, payload: bytes) -> None:
         self._payload = payload
 
@@ -195,6 +203,10 @@ class FaultInjector:
             return self._error_response(request, 400, _THROTTLE_CODES[self._service], "Rate exceeded")
         if kind is FaultKind.SERVER_ERROR:
             return self._error_response(request, 500, "InternalServerError", "injected 500")
+        if kind is FaultKind.BATCH_TOO_LONG:
+            return self._error_response(
+                request, 400, "BatchRequestTooLong", "Batch requests cannot be longer than 1048576 bytes."
+            )
         if kind is FaultKind.TRANSACTION_CONFLICT:
             return self._conflict_response(request)
         if kind in {FaultKind.ENTRY_FAILURE, FaultKind.ENTRY_REJECTED}:
@@ -207,9 +219,15 @@ class FaultInjector:
     def _error_response(
         self, request: AWSPreparedRequest, status: int, code: str, message: str
     ) -> AWSResponse:
+        """An error as the service sends it: the modeled name in `__type`; for SQS, which keeps its old
+        query-protocol codes, also `x-amzn-query-error` with the code as SQS spells it, which botocore
+        then reports as `Error.Code` (`AWS.SimpleQueueService.BatchRequestTooLong`)."""
         body = json.dumps({"__type": _ERROR_PREFIX[self._service] + code, "message": message}).encode()
-        headers = {"x-amzn-query-error": f"{code};Sender", "Content-Type": "application/x-amz-json-1.0"}
-        return AWSResponse(request.url, status, HTTPHeaders.from_dict(headers), _Body(body))
+        headers = {"Content-Type": "application/x-amz-json-1.0"}
+        if self._service == "sqs":
+            fault = "Receiver" if status >= 500 else "Sender"
+            headers["x-amzn-query-error"] = f"{query_error_code(code)};{fault}"
+        return AWSResponse(request.url, status, HTTPHeaders.from_dict(headers), BufferedBody(body))
 
     def _failed_entries_response(self, request: AWSPreparedRequest, *, sender_fault: bool) -> AWSResponse:
         entries = json.loads(_body_text(request) or "{}").get("Entries", [])
@@ -225,7 +243,7 @@ class FaultInjector:
         ]
         body = json.dumps({"Successful": [], "Failed": failed}).encode()
         headers = {"Content-Type": "application/x-amz-json-1.0"}
-        return AWSResponse(request.url, 200, HTTPHeaders.from_dict(headers), _Body(body))
+        return AWSResponse(request.url, 200, HTTPHeaders.from_dict(headers), BufferedBody(body))
 
     def _conflict_response(self, request: AWSPreparedRequest) -> AWSResponse:
         body = request.body
@@ -240,7 +258,7 @@ class FaultInjector:
         }
         headers = {"Content-Type": "application/x-amz-json-1.0"}
         return AWSResponse(
-            request.url, 400, HTTPHeaders.from_dict(headers), _Body(json.dumps(payload).encode())
+            request.url, 400, HTTPHeaders.from_dict(headers), BufferedBody(json.dumps(payload).encode())
         )
 
 
