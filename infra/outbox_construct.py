@@ -25,6 +25,7 @@ from infra.function import OutboxFunction
 from infra.names import RELAY_HANDLER
 from outbox.schema import (
     DLQ_MAX_RECEIVE_COUNT,
+    FAILED_INDEX,
     QUEUE_MAX_MESSAGE_BYTES,
     TTL_ATTRIBUTE,
     messages_table_definition,
@@ -37,23 +38,48 @@ RELAY_MEMORY_MB: Final = 512
 SCHEDULE_MAX_EVENT_AGE: Final = cdk.Duration.seconds(60)
 """The next tick is the retry: a late or failed run is never replayed (DESIGN §4)."""
 
-ENQUEUE_MESSAGES_ACTIONS: Final = ("dynamodb:ConditionCheckItem", "dynamodb:PutItem")
+# IAM: each role gets the actions of the API calls its code makes, and nothing else (ADR 0010, revision of
+# 2026-12-01). Inside `TransactWriteItems` every action is authorized as its own item action (Put → PutItem,
+# Update → UpdateItem, Delete → DeleteItem, ConditionCheck → ConditionCheckItem); a condition expression or
+# `ReturnValuesOnConditionCheckFailure` on a Put/Update/Delete needs nothing more. No transaction here has a
+# `ConditionCheck` action, so no role gets `dynamodb:ConditionCheckItem`. `sqs:SendMessage` also authorizes
+# `SendMessageBatch`. Tables use the AWS managed DynamoDB key and queues SSE-SQS: no `kms:*` for anyone.
+ENQUEUE_MESSAGES_ACTIONS: Final = ("dynamodb:PutItem",)
+"""The message Put of the ingest transaction (outbox/transactions.py)."""
 ENQUEUE_OUTBOX_ACTIONS: Final = ("dynamodb:PutItem",)
+"""The entry Put of the same transaction."""
 READ_STATUS_ACTIONS: Final = ("dynamodb:GetItem",)
-RELAY_OUTBOX_ACTIONS: Final = (
-    "dynamodb:ConditionCheckItem",
+"""`GET /messages/{id}`, and a replayed POST whose cancellation did not carry the stored item."""
+RELAY_OUTBOX_ACTIONS: Final = ("dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:UpdateItem")
+"""Query a shard; claim and park (transaction Updates); release (UpdateItem); finalize (transaction
+Delete); drop a stale entry (DeleteItem). relay/store.py."""
+RELAY_MESSAGES_ACTIONS: Final = ("dynamodb:BatchGetItem", "dynamodb:UpdateItem")
+"""Fetch payloads (BatchGetItem); PENDING→QUEUED at finalize and PENDING→FAILED at poison (transaction
+Updates)."""
+RELAY_QUEUE_ACTIONS: Final = ("sqs:SendMessage",)
+"""`SendMessageBatch` (relay/sender.py); the relay reads no queue attributes."""
+ADMIN_MESSAGES_ACTIONS: Final = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:GetItem",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+)
+"""The operator commands (relay/admin.py): `status`, `requeue` and `skip` read the message (GetItem);
+`stats` counts statuses (Scan) and looks up the messages of parked entries (BatchGetItem); `requeue` and
+`skip` update the message in their transaction; `clear-owed-ttl` scans for owed messages and removes
+their TTL (Scan, UpdateItem)."""
+ADMIN_FAILED_INDEX_ACTIONS: Final = ("dynamodb:Scan",)
+"""`requeue --all-failed` lists the FAILED messages from the sparse `failed` index."""
+ADMIN_OUTBOX_ACTIONS: Final = (
     "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
     "dynamodb:Query",
     "dynamodb:UpdateItem",
 )
-RELAY_MESSAGES_ACTIONS: Final = (
-    "dynamodb:BatchGetItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:GetItem",
-    "dynamodb:UpdateItem",
-)
-RELAY_QUEUE_ACTIONS: Final = ("sqs:GetQueueAttributes", "sqs:SendMessage")
-"""`sqs:SendMessage` also authorizes `SendMessageBatch`; `TransactWriteItems` is authorized per action."""
+"""`requeue` reads the parked entry (GetItem) and sets it READY (transaction Update) or writes a new one
+(transaction Put); `skip` deletes it (transaction Delete), finding an orphaned one by reading the shards
+(Query); `stats` reads every shard (Query)."""
 
 
 def removal_policy(config: StackConfig) -> cdk.RemovalPolicy:
@@ -73,6 +99,8 @@ class OutboxConstruct(Construct):
         # TTL bounds a message's life and idempotency window (DESIGN §2); entries are deleted when relayed.
         self.messages_table = self._table("Messages", messages_table_definition("-"), config, ttl=True)
         self.outbox_table = self._table("Outbox", outbox_table_definition("-"), config, ttl=False)
+        self.failed_index_arn = f"{self.messages_table.table_arn}/index/{FAILED_INDEX}"
+        """The Messages table's sparse FAILED index, by name (no `index/*`)."""
         queue_options: dict[str, Any] = {
             "encryption": sqs.QueueEncryption.SQS_MANAGED,
             "enforce_ssl": True,
@@ -126,36 +154,46 @@ class OutboxConstruct(Construct):
         )
 
     def grant_enqueue(self, grantee: iam.IGrantable) -> iam.Grant:
-        """What writing a message takes: the two Puts of its transaction, and the condition it carries."""
-        return iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=list(ENQUEUE_MESSAGES_ACTIONS),
-            resource_arns=[self.messages_table.table_arn],
-        ).combine(
-            iam.Grant.add_to_principal(
-                grantee=grantee,
-                actions=list(ENQUEUE_OUTBOX_ACTIONS),
-                resource_arns=[self.outbox_table.table_arn],
-            )
+        """What the two actions of a message's transaction take: a Put on each table. `enqueue()` (a
+        transaction of its own) also reads the stored message on a replay: add `grant_read_status`."""
+        return _grant(
+            grantee,
+            (ENQUEUE_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
+            (ENQUEUE_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
         )
 
     def grant_read_status(self, grantee: iam.IGrantable) -> iam.Grant:
         """Reading one message's status by its id."""
-        return iam.Grant.add_to_principal(
-            grantee=grantee, actions=list(READ_STATUS_ACTIONS), resource_arns=[self.messages_table.table_arn]
-        )
+        return _grant(grantee, (READ_STATUS_ACTIONS, [self.messages_table.table_arn]))
 
     def grant_relay(self, grantee: iam.IGrantable) -> iam.Grant:
         """Everything a relay run does: claim, fetch, send, finalize, roll back, park."""
-        grants = [
-            iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=[arn])
-            for actions, arn in (
-                (RELAY_OUTBOX_ACTIONS, self.outbox_table.table_arn),
-                (RELAY_MESSAGES_ACTIONS, self.messages_table.table_arn),
-                (RELAY_QUEUE_ACTIONS, self.queue.queue_arn),
-            )
+        return _grant(
+            grantee,
+            (RELAY_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
+            (RELAY_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
+            (RELAY_QUEUE_ACTIONS, [self.queue.queue_arn]),
+        )
+
+    def grant_admin(self, grantee: iam.IGrantable) -> iam.Grant:
+        """What the operator commands (`outbox status/stats/requeue/skip/clear-owed-ttl`, relay/admin.py)
+        call. They run from an operator's machine, never from a function of this construct: grant it to a
+        person's or a pipeline's role, or attach the stack's `OperatorPolicyArn` managed policy."""
+        return _grant(grantee, *self._admin_grants())
+
+    def admin_statements(self) -> list[iam.PolicyStatement]:
+        """`grant_admin` as policy statements, for a managed policy."""
+        return [
+            iam.PolicyStatement(actions=list(actions), resources=resources)
+            for actions, resources in self._admin_grants()
         ]
-        return grants[0].combine(grants[1]).combine(grants[2])
+
+    def _admin_grants(self) -> list[tuple[tuple[str, ...], list[str]]]:
+        return [
+            (ADMIN_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
+            (ADMIN_FAILED_INDEX_ACTIONS, [self.failed_index_arn]),
+            (ADMIN_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
+        ]
 
     def _table(
         self, id: str, definition: dict[str, object], config: StackConfig, *, ttl: bool
@@ -178,6 +216,17 @@ class OutboxConstruct(Construct):
         for index in schema.indexes:
             table.add_global_secondary_index(**index)
         return table
+
+
+def _grant(grantee: iam.IGrantable, *grants: tuple[tuple[str, ...], list[str]]) -> iam.Grant:
+    """One statement per (actions, resources) pair, combined into one `Grant`."""
+    combined: iam.Grant | None = None
+    for actions, resources in grants:
+        grant = iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=resources)
+        combined = grant if combined is None else combined.combine(grant)
+    if combined is None:
+        raise ValueError("nothing to grant")
+    return combined
 
 
 class _TableSchema:

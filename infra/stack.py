@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -38,6 +39,13 @@ class OutboxStack(cdk.Stack):
             topic_arn=config.alarm_topic_arn,
             fifo=config.settings.fifo,
         )
+        # Attached to nothing: operators attach it to the role or group they run `outbox` commands with.
+        self.operator_policy = iam.ManagedPolicy(
+            self,
+            "OperatorPolicy",
+            description="Outbox operator commands: status, stats, requeue, skip, clear-owed-ttl",
+            document=iam.PolicyDocument(statements=self.outbox.admin_statements()),
+        )
         for key, value, description in (
             (names.OUTPUT_MESSAGES_TABLE, self.outbox.messages_table.table_name, "Messages table"),
             (names.OUTPUT_OUTBOX_TABLE, self.outbox.outbox_table.table_name, "Outbox table"),
@@ -47,6 +55,11 @@ class OutboxStack(cdk.Stack):
             (names.OUTPUT_INGEST_FUNCTION, self.ingest.ingest.function.function_name, "Ingest function"),
             (names.OUTPUT_RELAY_FUNCTION, self.outbox.relay.function.function_name, "Relay function"),
             (names.OUTPUT_ALARM_TOPIC, self.alarms.topic.topic_arn, "SNS topic the alarms notify"),
+            (
+                names.OUTPUT_OPERATOR_POLICY,
+                self.operator_policy.managed_policy_arn,
+                "Managed policy for the outbox admin commands (attach it to an operator's role)",
+            ),
         ):
             cdk.CfnOutput(self, key, value=value, description=description)
         acknowledge_findings(self)

@@ -234,12 +234,9 @@ def test_ingest_permissions_are_pinned(synthesized: Synthesized) -> None:
             "Effect": "Allow",
             "Resource": _arn(_log_group_of(synthesized, names.INGEST_HANDLER)),
         },
-        {
-            "Action": ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem"],
-            "Effect": "Allow",
-            "Resource": _arn(messages),
-        },
-        {"Action": "dynamodb:PutItem", "Effect": "Allow", "Resource": _arn(outbox)},
+        # CDK merges the two Puts (same action) into one statement.
+        {"Action": "dynamodb:PutItem", "Effect": "Allow", "Resource": [_arn(outbox), _arn(messages)]},
+        {"Action": "dynamodb:GetItem", "Effect": "Allow", "Resource": _arn(messages)},
     ]
 
 
@@ -253,26 +250,46 @@ def test_relay_permissions_are_pinned(synthesized: Synthesized) -> None:
             "Resource": _arn(_log_group_of(synthesized, names.RELAY_HANDLER)),
         },
         {
+            "Action": ["dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            "Effect": "Allow",
+            "Resource": _arn(outbox),
+        },
+        {
+            "Action": ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"],
+            "Effect": "Allow",
+            "Resource": _arn(messages),
+        },
+        {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": _arn(queue)},
+    ]
+
+
+def test_operator_policy_is_pinned(synthesized: Synthesized) -> None:
+    """Attached to nothing; `OperatorPolicyArn` names it (tests/infra/test_iam_grants.py: why each action)."""
+    messages, outbox = _table(synthesized, MESSAGE_KEY), _table(synthesized, OUTBOX_PARTITION_KEY)
+    (policy,) = synthesized.of_type("AWS::IAM::ManagedPolicy").values()
+    assert set(policy["Properties"]) == {"Description", "Path", "PolicyDocument"}
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {
+            "Action": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem"],
+            "Effect": "Allow",
+            "Resource": _arn(messages),
+        },
+        {
+            "Action": "dynamodb:Scan",
+            "Effect": "Allow",
+            "Resource": {"Fn::Join": ["", [_arn(messages), f"/index/{FAILED_INDEX}"]]},
+        },
+        {
             "Action": [
-                "dynamodb:ConditionCheckItem",
                 "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
                 "dynamodb:Query",
                 "dynamodb:UpdateItem",
             ],
             "Effect": "Allow",
             "Resource": _arn(outbox),
         },
-        {
-            "Action": [
-                "dynamodb:BatchGetItem",
-                "dynamodb:ConditionCheckItem",
-                "dynamodb:GetItem",
-                "dynamodb:UpdateItem",
-            ],
-            "Effect": "Allow",
-            "Resource": _arn(messages),
-        },
-        {"Action": ["sqs:GetQueueAttributes", "sqs:SendMessage"], "Effect": "Allow", "Resource": _arn(queue)},
     ]
 
 
@@ -425,6 +442,7 @@ def test_outputs(synthesized: Synthesized) -> None:
         names.OUTPUT_INGEST_FUNCTION,
         names.OUTPUT_RELAY_FUNCTION,
         names.OUTPUT_ALARM_TOPIC,
+        names.OUTPUT_OPERATOR_POLICY,
     }
 
 

@@ -1,0 +1,287 @@
+"""Each role is granted exactly what its code calls (ADR 0010, revision of 2026-12-01).
+
+Two sides, one vocabulary (`tests/infra/iam_support.py`): the (resource, action) pairs the synthesized
+template grants, and the pairs the code's API calls need, recorded from botocore's events while the real
+ingest handler, relay and admin commands run on in-process moto. The scenarios walk every path that makes a
+different call (a replay, a send refused for good, a send that failed, a stale entry; every operator
+command, a requeue that reuses a parked entry and one that writes a new one, a skip of an orphaned entry),
+so a grant nothing calls fails as surely as a call nothing grants. The pinned lists below say the same in
+words a reviewer reads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
+from typer.testing import CliRunner
+
+from infra import names
+from outbox import cli
+from outbox.clients import dynamodb_client
+from relay.core import Relay, RelayConfig
+from tests.conftest import FAST_RETRIES, FakeClock, Outbox, call_ingest, ingest_messages, receive_all
+from tests.infra.iam_support import (
+    NeedsRecorder,
+    data_grants,
+    resource_names,
+    role_grants,
+    statement_grants,
+)
+from tests.infra.stack_support import Synthesized
+
+INGEST_GRANTS: Final = {
+    ("Messages", "dynamodb:PutItem"),  # the message Put of the ingest transaction
+    ("Messages", "dynamodb:GetItem"),  # GET /messages/{id}; a replay whose cancellation lacks the item
+    ("Outbox", "dynamodb:PutItem"),  # the entry Put of the same transaction
+}
+RELAY_GRANTS: Final = {
+    ("Outbox", "dynamodb:Query"),  # read a shard
+    ("Outbox", "dynamodb:UpdateItem"),  # claim and park (transaction), release (UpdateItem)
+    ("Outbox", "dynamodb:DeleteItem"),  # finalize (transaction), drop a stale entry (DeleteItem)
+    ("Messages", "dynamodb:BatchGetItem"),  # fetch the claimed messages
+    ("Messages", "dynamodb:UpdateItem"),  # PENDING→QUEUED at finalize, PENDING→FAILED at poison
+    ("Queue", "sqs:SendMessage"),  # SendMessageBatch
+}
+ADMIN_GRANTS: Final = {
+    ("Messages", "dynamodb:GetItem"),  # status, requeue, skip
+    ("Messages", "dynamodb:Scan"),  # stats, clear-owed-ttl
+    ("Messages", "dynamodb:BatchGetItem"),  # stats: do the parked entries still have their message?
+    ("Messages", "dynamodb:UpdateItem"),  # requeue, skip (transactions), clear-owed-ttl
+    ("Messages/index/failed", "dynamodb:Scan"),  # requeue --all-failed
+    ("Outbox", "dynamodb:GetItem"),  # requeue reads the parked entry
+    ("Outbox", "dynamodb:UpdateItem"),  # requeue: parked entry back to READY (transaction)
+    ("Outbox", "dynamodb:PutItem"),  # requeue: a new entry when the parked one was skipped (transaction)
+    ("Outbox", "dynamodb:DeleteItem"),  # skip (transaction)
+    ("Outbox", "dynamodb:Query"),  # stats; skip finds an orphaned parked entry
+}
+ADMIN_COMMANDS: Final = {"status", "stats", "requeue", "skip", "clear-owed-ttl"}
+"""The `outbox` commands an operator runs against a deployed stack: the operator policy's scope."""
+OTHER_COMMANDS: Final = {"init", "demo", "serve", "relay"}
+"""Not the operator policy's: provisioning and local runs (moto), and a relay run (`grant_relay`'s)."""
+NEVER_GRANTED: Final = {"dynamodb:ConditionCheckItem", "sqs:GetQueueAttributes"}
+"""No transaction has a `ConditionCheck` action, and no code reads queue attributes."""
+
+
+@pytest.fixture
+def recorder() -> NeedsRecorder:
+    return NeedsRecorder()
+
+
+# --- what the template grants, pinned --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["synthesized", "variant"])
+def test_function_roles_grant_exactly_the_pinned_actions(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesized = request.getfixturevalue(fixture)
+    for handler, expected in ((names.INGEST_HANDLER, INGEST_GRANTS), (names.RELAY_HANDLER, RELAY_GRANTS)):
+        grants = role_grants(synth, handler)
+        assert data_grants(grants) == expected, handler
+        assert grants - data_grants(grants) == {
+            ("LogGroup", "logs:CreateLogStream"),
+            ("LogGroup", "logs:PutLogEvents"),
+        }
+
+
+def _operator_policy(synth: Synthesized) -> dict[str, Any]:
+    (policy,) = synth.of_type("AWS::IAM::ManagedPolicy").values()
+    properties: dict[str, Any] = policy["Properties"]
+    return properties
+
+
+@pytest.mark.parametrize("fixture", ["synthesized", "variant"])
+def test_operator_policy_grants_exactly_the_admin_actions(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synthesized = request.getfixturevalue(fixture)
+    properties = _operator_policy(synth)
+    # Attached to nothing: an operator attaches it to the role the `outbox` commands run with.
+    assert not {"Roles", "Users", "Groups"} & properties.keys()
+    grants = statement_grants(properties["PolicyDocument"]["Statement"], resource_names(synth))
+    assert grants == ADMIN_GRANTS
+    (policy_id,) = synth.of_type("AWS::IAM::ManagedPolicy")
+    assert synth.template["Outputs"][names.OUTPUT_OPERATOR_POLICY]["Value"] == {"Ref": policy_id}
+
+
+def test_nothing_grants_condition_checks_or_queue_attributes(synthesized: Synthesized) -> None:
+    documents = [
+        value["Properties"]["PolicyDocument"]
+        for value in synthesized.resources.values()
+        if value["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
+    ]
+    actions = {
+        action
+        for document in documents
+        for statement in document["Statement"]
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+    assert not actions & NEVER_GRANTED
+
+
+# --- what the code calls, recorded -----------------------------------------------------------------------
+
+
+def test_ingest_handler_calls_exactly_what_its_role_grants(
+    outbox: Outbox, recorder: NeedsRecorder, synthesized: Synthesized, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler builds its client through outbox.clients: hand it a recorded one.
+    client = recorder.client("dynamodb")
+    monkeypatch.setattr("outbox.ingest.dynamodb_client", lambda: client)
+    key = {"Idempotency-Key": "order-1"}
+    status, accepted, _ = call_ingest("POST", "/messages", {"payload": {"n": 1}}, headers=key)
+    assert status == 202
+    assert call_ingest("POST", "/messages", {"payload": {"n": 1}}, headers=key)[0] == 200  # a replay
+    assert call_ingest("POST", "/messages", {"payload": {"n": 2}}, headers=key)[0] == 409  # key reused
+    assert call_ingest("POST", "/messages", {"payload": {"n": 3}})[0] == 202
+    status, record, _ = call_ingest("GET", f"/messages/{accepted['message_id']}")
+    assert (status, record["status"]) == (200, "PENDING")
+    assert recorder.operations == {"dynamodb:TransactWriteItems", "dynamodb:GetItem"}
+    assert recorder.named(outbox.settings) == data_grants(role_grants(synthesized, names.INGEST_HANDLER))
+
+
+class _RefusingQueue:
+    """Answers `SendMessageBatch` in SQS's place while installed: entries of `rejected` messages refused
+    for good (`SenderFault=true`: the relay poisons them), every other entry failed (`SenderFault=false`:
+    retried, then rolled back). Nothing reaches the queue."""
+
+    def __init__(self, client: Any, rejected: set[str]) -> None:
+        self._client = client
+        self._rejected = rejected
+        client.meta.events.register("before-call.sqs.SendMessageBatch", self._answer)
+
+    def remove(self) -> None:
+        self._client.meta.events.unregister("before-call.sqs.SendMessageBatch", self._answer)
+
+    def _answer(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        entries = json.loads(params["body"])["Entries"] if isinstance(params["body"], str | bytes) else []
+        failed = []
+        for entry in entries:
+            message_id = entry["MessageAttributes"]["message_id"]["StringValue"]
+            refused = message_id in self._rejected
+            failed.append(
+                {
+                    "Id": entry["Id"],
+                    "SenderFault": refused,
+                    "Code": "InvalidParameterValue" if refused else "InternalError",
+                    "Message": "made up by the test",
+                }
+            )
+        return AWSResponse(params["url"], 200, HTTPHeaders(), None), {"Successful": [], "Failed": failed}
+
+
+@pytest.fixture
+def relayed(outbox: Outbox, recorder: NeedsRecorder) -> tuple[Outbox, list[str]]:
+    """Six messages through every relay path: three refused for good (FAILED, entries parked), one stale
+    (QUEUED before the relay saw it: entry dropped), two failed once (rolled back) and sent by a later run.
+    The relay's clients are recorded; the test's own reads and writes go through other clients."""
+    ids = ingest_messages(outbox, 6)
+    rejected, stale, retried = set(ids[:3]), ids[3], ids[4:]
+    dynamodb_client().update_item(
+        TableName=outbox.settings.messages_table,
+        Key={"message_id": {"S": stale}},
+        UpdateExpression="SET #status = :queued",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":queued": {"S": "QUEUED"}},
+    )
+    clock = FakeClock()
+    sqs = recorder.client("sqs")
+    relay = Relay(
+        dynamodb=recorder.client("dynamodb"),
+        sqs=sqs,
+        settings=outbox.settings,
+        clock=clock,
+        retry_policy=FAST_RETRIES,
+        config=RelayConfig(parallel_shards=1),  # in-process moto is not thread-safe
+    )
+    refusing = _RefusingQueue(sqs, rejected)
+    first = relay.run(clock.monotonic() + 60)
+    refusing.remove()
+    assert (first.poisoned, first.stale, first.rolled_back, first.sent) == (3, 1, 2, 0), first.as_dict()
+    clock.advance(3600)  # past every backoff
+    second = relay.run(clock.monotonic() + 60)
+    assert second.sent == 2, second.as_dict()
+    statuses = {message_id: (outbox.message(message_id) or {})["status"]["S"] for message_id in ids}
+    assert statuses == {
+        **dict.fromkeys(rejected, "FAILED"),
+        stale: "QUEUED",
+        **dict.fromkeys(retried, "QUEUED"),
+    }
+    received = receive_all(outbox.resources.queue_url)
+    assert sorted(m["MessageAttributes"]["message_id"]["StringValue"] for m in received) == sorted(retried)
+    return outbox, ids
+
+
+def test_relay_calls_exactly_what_its_role_grants(
+    relayed: tuple[Outbox, list[str]], recorder: NeedsRecorder, synthesized: Synthesized
+) -> None:
+    outbox, _ = relayed
+    assert recorder.operations == {
+        "dynamodb:Query",
+        "dynamodb:TransactWriteItems",
+        "dynamodb:BatchGetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "sqs:SendMessageBatch",
+    }
+    assert recorder.named(outbox.settings) == data_grants(role_grants(synthesized, names.RELAY_HANDLER))
+
+
+def test_every_outbox_command_is_placed() -> None:
+    """A new command must be put in ADMIN_COMMANDS (and run below) or OTHER_COMMANDS, on purpose."""
+    registered = {c.name or getattr(c.callback, "__name__", "") for c in cli.app.registered_commands}
+    assert registered == ADMIN_COMMANDS | OTHER_COMMANDS
+
+
+def test_admin_commands_call_exactly_what_the_policy_grants(
+    relayed: tuple[Outbox, list[str]], synthesized: Synthesized, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every admin command through the CLI, as an operator runs it; each step checked in the tables."""
+    outbox, ids = relayed
+    recorder = NeedsRecorder()  # the commands' calls only
+    client = recorder.client("dynamodb")
+    monkeypatch.setattr(cli, "dynamodb_client", lambda: client)
+    reused, skipped, orphaned = ids[:3]
+    table = outbox.settings.messages_table
+    parked_entry = {mid: (outbox.message(mid) or {})["entry_id"]["S"] for mid in (reused, skipped)}
+    dynamodb_client().delete_item(TableName=table, Key={"message_id": {"S": orphaned}})
+    runner = CliRunner()
+
+    def run(*args: str) -> None:
+        result = runner.invoke(cli.app, list(args))
+        assert result.exit_code == 0, (args, result.output, result.exception)
+
+    def entry_states() -> dict[str, str]:
+        return {entry["message_id"]["S"]: entry["state"]["S"] for entry in outbox.entries()}
+
+    run("status", reused)
+    run("stats", "--json")  # parked entries, one of them without its message
+    run("skip", orphaned)  # its message is gone: found by reading the shards
+    assert orphaned not in entry_states()
+    run("requeue", reused)  # the parked entry goes back to READY, in its place
+    assert (outbox.message(reused) or {})["entry_id"]["S"] == parked_entry[reused]
+    assert entry_states()[reused] == "READY"
+    run("skip", skipped)
+    assert skipped not in entry_states()
+    run("requeue", "--all-failed")  # a new entry for the skipped one
+    message = outbox.message(skipped) or {}
+    assert (message["status"]["S"], entry_states()[skipped]) == ("PENDING", "READY")
+    assert message["entry_id"]["S"] != parked_entry[skipped]
+    dynamodb_client().update_item(  # as a message accepted before 0.2 carries it
+        TableName=table,
+        Key={"message_id": {"S": reused}},
+        UpdateExpression="SET expires_at = :t",
+        ExpressionAttributeValues={":t": {"N": "4102444800"}},
+    )
+    run("clear-owed-ttl")
+    assert "expires_at" not in (outbox.message(reused) or {})
+    granted = statement_grants(
+        _operator_policy(synthesized)["PolicyDocument"]["Statement"], resource_names(synthesized)
+    )
+    assert recorder.named(outbox.settings) == granted
