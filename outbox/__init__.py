@@ -1,7 +1,8 @@
 """Transactional outbox for AWS serverless: DynamoDB `TransactWriteItems` in, SQS out.
 
 Public API: `outbox_write` (actions for your own transaction), `enqueue` (a transaction of its own),
-`Settings`, `Status`, and the errors in `outbox.errors`.
+`explain_cancellation` (why your transaction holding an outbox write was cancelled), `Settings`, `Status`,
+and the errors in `outbox.errors`.
 
 The names are resolved on first use (PEP 562), so importing one submodule (the relay's handler imports
 `outbox.clients`) does not import the ingest path with it: a cold start pays only for what it runs.
@@ -14,6 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from outbox.api import OutboxWrite, enqueue, outbox_write
+    from outbox.cancellation import (
+        CancellationExplanation,
+        CancellationKind,
+        ItemFailure,
+        explain_cancellation,
+    )
     from outbox.domain import Status
     from outbox.errors import IdempotencyConflict, InvalidRequest, OutboxError, StoreUnavailable
     from outbox.service import Accepted
@@ -21,8 +28,11 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "Accepted": "outbox.service",
+    "CancellationExplanation": "outbox.cancellation",
+    "CancellationKind": "outbox.cancellation",
     "IdempotencyConflict": "outbox.errors",
     "InvalidRequest": "outbox.errors",
+    "ItemFailure": "outbox.cancellation",
     "OutboxError": "outbox.errors",
     "OutboxWrite": "outbox.api",
     "Settings": "outbox.settings",
@@ -30,13 +40,17 @@ _EXPORTS = {
     "Status": "outbox.domain",
     "StoreUnavailable": "outbox.errors",
     "enqueue": "outbox.api",
+    "explain_cancellation": "outbox.cancellation",
     "outbox_write": "outbox.api",
 }
 
 __all__ = [
     "Accepted",
+    "CancellationExplanation",
+    "CancellationKind",
     "IdempotencyConflict",
     "InvalidRequest",
+    "ItemFailure",
     "OutboxError",
     "OutboxWrite",
     "Settings",
@@ -44,6 +58,7 @@ __all__ = [
     "Status",
     "StoreUnavailable",
     "enqueue",
+    "explain_cancellation",
     "outbox_write",
 ]
 

@@ -14,10 +14,12 @@ nearest 0.1, which a consumer reads back as the same double, not its exact binar
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from outbox.cancellation import CancellationExplanation, explain_cancellation
 from outbox.clients import dynamodb_client
 from outbox.domain import ANONYMOUS
 from outbox.service import Accepted, accept
@@ -27,6 +29,7 @@ from outbox.transactions import prepare_message, transaction_items
 from outbox.validation import validate_message
 
 if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
@@ -35,12 +38,42 @@ if TYPE_CHECKING:
 class OutboxWrite:
     """The id the message will have and the actions that write it (message Put, then entry Put).
 
-    If your transaction is cancelled with `ConditionalCheckFailed` on the message Put, a message with this
-    id exists already: with an idempotency key, that is your earlier, committed request.
+    If your transaction is cancelled, `explain(exc, items)` says whether the outbox's items caused it:
+    a replay of your earlier committed request (same idempotency key, same request), an idempotency
+    conflict, a conflict to retry, or only your own items failing (`outbox.cancellation`).
     """
 
     message_id: str
     items: list[TransactWriteItemTypeDef]
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The key the message was written with (None without one), as its message Put stores it."""
+        return _stored_string(self, "idempotency_key")
+
+    @property
+    def request_hash(self) -> str | None:
+        """The hash that tells a replay of this request from a different request under the same key."""
+        return _stored_string(self, "request_hash")
+
+    def explain(
+        self,
+        error: ClientError | Mapping[str, Any] | Sequence[Any],
+        transact_items: Sequence[object] | None = None,
+        *,
+        offset: int | None = None,
+    ) -> CancellationExplanation:
+        """Why the transaction holding these items was cancelled: `explain_cancellation(error,
+        transact_items, self, offset=offset)`. Pass the `TransactItems` list you sent (this write's items
+        are found in it), or `offset=`, the index where `items` start in it."""
+        return explain_cancellation(error, transact_items, self, offset=offset)
+
+
+def _stored_string(write: OutboxWrite, name: str) -> str | None:
+    put = write.items[0].get("Put") if write.items else None
+    value = put["Item"].get(name) if put is not None else None
+    text = value.get("S") if isinstance(value, Mapping) else None
+    return text if isinstance(text, str) else None
 
 
 def outbox_write(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from outbox import InvalidRequest, Status, enqueue, outbox_write
+from outbox import InvalidRequest, Settings, Status, enqueue, outbox_write
 from outbox.clients import dynamodb_client
 from tests.conftest import Outbox
 
@@ -60,6 +61,41 @@ def test_a_failed_business_write_takes_the_outbox_write_with_it(outbox: Outbox, 
 
     assert caught.value.response["Error"]["Code"] == "TransactionCanceledException"
     assert outbox.counts() == (1, 1)  # only the first order's message and entry
+
+
+def _readme_example(settings: Settings, order_id: str, event: str = "order-placed") -> str:
+    """The README's library example, as written there (`dynamodb` is the caller's client)."""
+    dynamodb = dynamodb_client()
+    write = outbox_write(
+        {"event": event, "order_id": order_id}, settings=settings, idempotency_key=f"order-{order_id}"
+    )
+    items: list[Any] = [
+        {
+            "Put": {
+                "TableName": "orders",
+                "Item": {"order_id": {"S": order_id}},
+                "ConditionExpression": "attribute_not_exists(order_id)",
+            }
+        },
+        *write.items,  # message Put + outbox entry Put: commit or roll back with your write
+    ]
+    try:
+        dynamodb.transact_write_items(TransactItems=items)
+    except ClientError as exc:
+        why = write.explain(exc, items)  # whose item failed, and what it means
+        if not why.outbox_replay:  # a replay: this request committed before; nothing to do
+            raise RuntimeError(why.summary) from exc
+    return write.message_id
+
+
+def test_the_readme_example_tells_a_replay_from_a_conflict(outbox: Outbox, orders_table: str) -> None:
+    first = _readme_example(outbox.settings, "o-1")
+    again = _readme_example(outbox.settings, "o-1")  # the caller retried after a lost response
+    with pytest.raises(RuntimeError, match=r"^idempotency conflict: idempotency key 'order-o-1'"):
+        _readme_example(outbox.settings, "o-1", event="order-cancelled")
+
+    assert first == again
+    assert outbox.counts() == (1, 1)
 
 
 def test_outbox_write_checks_the_message_before_anything_is_written(outbox: Outbox) -> None:

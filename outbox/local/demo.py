@@ -2,7 +2,8 @@
 
 Starts a serialized moto server, provisions the tables and queue, accepts N messages through the real
 ingest handler, relays them with faults injected into the SQS sends (so retries and rollbacks happen),
-reads the queue to the end and checks, from the tables and the queue themselves, that nothing was lost.
+reads the queue to the end and checks, from the tables and the queue themselves, that nothing was lost
+and, on a FIFO queue, that every group was received in the order its messages were accepted.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from outbox.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
+from outbox.local.ordering import group_order_violations
 from outbox.local.queue import drain_queue, message_id_of
 from outbox.provisioning import Resources, provision
 from outbox.settings import Settings
@@ -34,6 +37,7 @@ from relay.entries import RunSummary
 DEMO_GROUPS = 10
 RELAY_RUN_SECONDS = 20.0
 DRAIN_BUDGET_SECONDS = 300.0
+SHOWN_VIOLATIONS = 20
 DEMO_SETTINGS = {"MAX_BACKOFF_SECONDS": "1", "POWERTOOLS_LOG_LEVEL": "WARNING"}
 """Backoff capped at a second so that rolled-back messages come back within the demo."""
 
@@ -52,9 +56,14 @@ class DemoReport:
     relay_calls: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
+    fifo: bool = False
+    groups: int = 0
+    """FIFO: how many groups had messages accepted."""
+    order_violations: dict[str, list[str]] = field(default_factory=dict)
+    """FIFO: the groups received out of acceptance order, with what was out of order."""
 
     @property
-    def ok(self) -> bool:
+    def delivered(self) -> bool:
         return (
             self.accepted > 0
             and self.statuses.get("QUEUED", 0) == self.accepted
@@ -62,23 +71,27 @@ class DemoReport:
             and self.missing == 0
         )
 
+    @property
+    def ok(self) -> bool:
+        return self.delivered and not self.order_violations
+
 
 def run_demo(console: Console, *, messages: int, fifo: bool, fail_rate: float, seed: int) -> int:
     """Returns the exit code: 0 only when every accepted message is QUEUED and was received."""
     started = time.perf_counter()
-    report = DemoReport()
+    report = DemoReport(fifo=fifo)
     with _embedded_outbox(console, fifo=fifo) as (resources, settings):
         counter = CallCounter(dynamodb_client(), sqs_client())
-        ids = _ingest(console, report, messages=messages, fifo=fifo)
+        accepted = _ingest(console, report, messages=messages, fifo=fifo)
         report.ingest_calls = counter.total
         faults = FaultInjector(sqs_client(), seed=seed)
         faults.add("SendMessageBatch", FaultKind.ENTRY_FAILURE, times=None, rate=fail_rate)
         faults.add("SendMessageBatch", FaultKind.SERVER_ERROR, times=None, rate=fail_rate / 2)
-        _relay_until_drained(console, report, settings, expected=len(ids))
+        _relay_until_drained(console, report, settings, expected=len(accepted))
         faults.remove()
         report.relay_calls = counter.total - report.ingest_calls
         report.faults = Counter({kind.value: n for (_, kind), n in faults.injected.items()})
-        _check(report, resources, ids)
+        _check(report, resources, accepted)
     report.elapsed = time.perf_counter() - started
     _print_summary(console, report, fail_rate=fail_rate)
     return 0 if report.ok else 1
@@ -99,32 +112,37 @@ def _embedded_outbox(console: Console, *, fifo: bool) -> Iterator[tuple[Resource
             reset_clients()
 
 
-def _ingest(console: Console, report: DemoReport, *, messages: int, fifo: bool) -> list[str]:
+def _ingest(
+    console: Console, report: DemoReport, *, messages: int, fifo: bool
+) -> list[tuple[str, str | None]]:
+    """(message_id, group) of each accepted message, in the order of acceptance (one request at a time:
+    each group's order is the order its messages were accepted in)."""
     from outbox import ingest  # noqa: PLC0415 - loads the handler once the environment points at moto
 
     ingest._settings.cache_clear()
     context = local_context(30)
-    ids: list[str] = []
+    accepted: list[tuple[str, str | None]] = []
     with _progress(console) as progress:
         task = progress.add_task("POST /messages", total=messages)
         for number in range(messages):
             body: dict[str, object] = {
                 "payload": {"order": number, "item": "book", "quantity": 1 + number % 5}
             }
-            if fifo:
-                body["group_id"] = f"customer-{number % DEMO_GROUPS}"
+            group = f"customer-{number % DEMO_GROUPS}" if fifo else None
+            if group is not None:
+                body["group_id"] = group
             event = http_api_event(
                 "POST", "/messages", body=json.dumps(body), headers={"Idempotency-Key": f"demo-{number}"}
             )
             response = ingest.handler(event, context)
             if response["statusCode"] == 202:
-                ids.append(json.loads(response["body"])["message_id"])
+                accepted.append((json.loads(response["body"])["message_id"], group))
             else:
                 report.refused += 1
             progress.advance(task)
-    report.accepted = len(ids)
+    report.accepted = len(accepted)
     ingest._settings.cache_clear()
-    return ids
+    return accepted
 
 
 def _relay_until_drained(console: Console, report: DemoReport, settings: Settings, *, expected: int) -> None:
@@ -141,15 +159,20 @@ def _relay_until_drained(console: Console, report: DemoReport, settings: Setting
                 time.sleep(0.25)  # everything left is backing off (at most MAX_BACKOFF_SECONDS)
 
 
-def _check(report: DemoReport, resources: Resources, ids: list[str]) -> None:
+def _check(report: DemoReport, resources: Resources, accepted: list[tuple[str, str | None]]) -> None:
     """Read the tables and the queue directly, not through the code under demonstration."""
     paginator = dynamodb_client().get_paginator("scan")
     for page in paginator.paginate(TableName=resources.messages_table, ConsistentRead=True):
         report.statuses.update(item["status"]["S"] for item in page["Items"])
-    received = [message_id_of(message) for message in drain_queue(sqs_client(), resources.queue_url)]
+    messages = drain_queue(sqs_client(), resources.queue_url)
+    received = [message_id_of(message) for message in messages]
+    ids = {message_id for message_id, _ in accepted}
     report.received = len(received)
-    report.unique_received = len(set(received) & set(ids))
-    report.missing = len(set(ids) - set(received))
+    report.unique_received = len(set(received) & ids)
+    report.missing = len(ids - set(received))
+    if report.fifo:
+        report.groups = len({group for _, group in accepted if group is not None})
+        report.order_violations = group_order_violations(messages, accepted)
 
 
 def _print_summary(console: Console, report: DemoReport, *, fail_rate: float) -> None:
@@ -166,6 +189,7 @@ def _print_summary(console: Console, report: DemoReport, *, fail_rate: float) ->
         ("received from SQS", f"{report.received:,}"),
         ("lost", f"{report.missing:,}"),
         ("duplicates (same message_id)", f"{duplicates:,}"),
+        *([("FIFO order per group", _group_order(report))] if report.fifo else []),
         ("faults injected into sends", _faults(report.faults, fail_rate)),
         ("send retries (tenacity)", f"{report.relay.retries:,}"),
         ("rollbacks", f"{report.relay.rolled_back:,}"),
@@ -177,10 +201,29 @@ def _print_summary(console: Console, report: DemoReport, *, fail_rate: float) ->
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    violations = [line for lines in report.order_violations.values() for line in lines]
+    for line in violations[:SHOWN_VIOLATIONS]:
+        console.print(f"[red]out of order[/] {escape(line)}", highlight=False)
+    if len(violations) > SHOWN_VIOLATIONS:
+        console.print(f"[red]out of order[/] ... and {len(violations) - SHOWN_VIOLATIONS} more")
     if report.ok:
-        console.print("[bold green]OK[/]: every accepted message is QUEUED and was received; nothing lost.")
-    else:
-        console.print("[bold red]NOT OK[/]: some accepted messages were not delivered (see above).")
+        in_order = ", in order per group" if report.fifo else ""
+        console.print(
+            f"[bold green]OK[/]: every accepted message is QUEUED and was received{in_order}; nothing lost."
+        )
+        return
+    problems = [] if report.delivered else ["some accepted messages were not delivered"]
+    if report.order_violations:
+        problems.append("a FIFO group was received out of order")
+    console.print(f"[bold red]NOT OK[/]: {' and '.join(problems)} (see above).")
+
+
+def _group_order(report: DemoReport) -> str:
+    """`10/10 groups in order`, and the groups that were not, by name."""
+    text = f"{report.groups - len(report.order_violations)}/{report.groups} groups in order"
+    if report.order_violations:
+        text += f" (out of order: {', '.join(sorted(report.order_violations))})"
+    return text
 
 
 def _faults(faults: Counter[str], fail_rate: float) -> str:
