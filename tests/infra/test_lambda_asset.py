@@ -50,6 +50,18 @@ def test_asset_versions_are_the_locked_ones(bundled: Synthesized) -> None:
         assert installed[name] == version
 
 
+def test_the_runtime_requirements_are_the_lock_files_pins() -> None:
+    """The asset is built from what is installed; in this repository that is the lock file's set."""
+    locked = dict(
+        line.strip().lower().replace("_", "-").split("==", 1)
+        for line in (PROJECT_ROOT / "requirements" / "lock.txt").read_text().splitlines()
+        if "==" in line
+    )
+    for requirement in runtime_requirements():
+        name, _, version = requirement.partition("==")
+        assert locked[name] == version, requirement
+
+
 def _handlers(bundled: Synthesized) -> dict[str, dict[str, str]]:
     return {
         f["Properties"]["Handler"]: f["Properties"]["Environment"]["Variables"]
