@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 ITEM_OVERHEAD_BYTES: Final = 424
-"""Payload bytes = target item KB x 1024 - this, so that "1 KB" is the ≈ 600-byte payload of DESIGN §8."""
+"""Payload bytes = target item KB x 1024 - this, so that "1 KB" is the ≈ 600-byte payload of
+docs/design.md §8."""
 RELAY_RUN_SECONDS: Final = 60.0
 DRAIN_BUDGET_SECONDS: Final = 1800.0
 

@@ -12,7 +12,7 @@ request does not say it, and it bills the call by DynamoDB's rules:
   a missing item or an empty `Query` still costs the minimum unit;
 - SQS: one request per started 64 KiB of a request's payload (body + message attributes).
 
-moto's `ReturnConsumedCapacity` is a constant (TOOLCHAIN.md), so it cannot cross-check these figures.
+moto's `ReturnConsumedCapacity` is a constant (docs/design.md §8), so it cannot cross-check these figures.
 """
 
 from __future__ import annotations

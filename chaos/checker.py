@@ -17,7 +17,7 @@ from outbox.testing.faults import SQS_DEDUPLICATION_SECONDS
 
 ALLOWED_MOVES = {("PENDING", "QUEUED"), ("PENDING", "FAILED")}
 """Forward moves; FAILED→PENDING (and FAILED→QUEUED, its requeue seen between samples) only for a
-message the drain requeued: that is the one audited backwards move (DESIGN §2)."""
+message the drain requeued: that is the one audited backwards move (docs/design.md §2)."""
 REQUEUE_MOVES = {("FAILED", "PENDING"), ("FAILED", "QUEUED")}
 
 
@@ -49,8 +49,8 @@ class Figures:
     duplicates_requeued: int = 0
     """Extra copies of messages the drain requeued (an operator's requeue of a FAILED message)."""
     duplicates_outside_dedup_window: int = 0
-    """Extra copies sent more than SQS's 5-minute deduplication window after the first (FIFO: DESIGN's
-    one duplicate window on a FIFO queue)."""
+    """Extra copies sent more than SQS's 5-minute deduplication window after the first (FIFO: the one
+    duplicate window of docs/design.md §4.8)."""
     regressions: int = 0
     regression_samples: list[str] = field(default_factory=list)
     vanished: int = 0
@@ -266,7 +266,7 @@ def _classify_duplicates(figures: Figures, received: list[dict[str, Any]]) -> No
 
 def order_violations_in(received: list[dict[str, Any]], accepted: list[Accepted]) -> list[str]:
     """Per group, the first copies in receive order must follow the accept order (each group belongs to one
-    client, which waits for each answer before the next request: DESIGN §4.7). One line per pair of
+    client, which waits for each answer before the next request: docs/design.md §4.7). One line per pair of
     consecutive first copies received out of order."""
     index_of: dict[str, dict[str, int]] = defaultdict(dict)
     for message in accepted:

@@ -99,11 +99,11 @@ class Scenario:
 
     groups_per_client: int = 3
     """FIFO groups per ingest client. A FIFO relay sends at most one entry per group in a `SendMessageBatch`
-    (DESIGN §4.3), so few groups mean few messages per call and a slow drain."""
+    (docs/design.md §4.3), so few groups mean few messages per call and a slow drain."""
 
     @property
     def groups(self) -> int:
-        # each FIFO group belongs to one client: its order is defined (DESIGN §4.7)
+        # each FIFO group belongs to one client: its order is defined (docs/design.md §4.7)
         return self.clients * self.groups_per_client
 
 

@@ -1,4 +1,5 @@
-"""The CDK app (DESIGN §7): one stack composed of one construct per capability, bundled without Docker.
+"""The CDK app (docs/design.md §7): one stack composed of one construct per capability, bundled without
+Docker.
 
 `python -m infra.app` synthesizes (run by `cdk synth` through cdk.json); `python -m infra.rehearse` deploys
 the synthesized stack to an embedded moto server and drives the handlers against it.

@@ -2,7 +2,7 @@
 
 The relay and ingest functions parse their environment with `outbox.settings.Settings.from_env`; the stack
 builds that environment from the same object and runs the same parser on it at synth time, so a
-combination the functions would refuse (DESIGN §4.6: lease, schedule and backoff against the FIFO
+combination the functions would refuse (docs/design.md §4.6: lease, schedule and backoff against the FIFO
 deduplication window) fails `cdk synth` instead of every invocation after the deploy.
 """
 

@@ -1,7 +1,7 @@
 """The ingest API: an HTTP API whose two routes require SigV4 (IAM) and invoke the ingest function.
 
 IAM authorization makes the caller's identity the principal that idempotency keys and message reads are
-scoped to (DESIGN §3.2, §3.5); API Gateway refuses unsigned requests before the function runs.
+scoped to (docs/design.md §3.2, §3.5); API Gateway refuses unsigned requests before the function runs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Deploy a synthesized cloud assembly to an AWS emulator without the CDK CLI (TOOLCHAIN.md).
+"""Deploy a synthesized cloud assembly to an AWS emulator without the CDK CLI (docs/design.md §8).
 
 What `cdk deploy` does, minus change sets: upload each file asset to its bootstrap bucket (folders zipped),
 record the bootstrap version CDK templates check, then `CreateStack` with the template. Fast and reliable on

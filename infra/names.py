@@ -9,7 +9,7 @@ DEFAULT_ACCOUNT: Final = "123456789012"
 """Synth needs no credentials: without `CDK_DEFAULT_ACCOUNT` the stack is built for this placeholder."""
 DEFAULT_REGION: Final = "us-east-1"
 
-# Lambda entry points (DESIGN §5): a contract with the code, tested against the built asset.
+# Lambda entry points (docs/design.md §5): a contract with the code, tested against the built asset.
 INGEST_HANDLER: Final = "outbox.ingest.handler"
 RELAY_HANDLER: Final = "relay.handler.handler"
 
@@ -21,7 +21,7 @@ OLDEST_PENDING_METRIC: Final = "OldestPendingAgeSeconds"
 POISONED_METRIC: Final = "MessagesPoisoned"
 LATE_FIFO_RESEND_METRIC: Final = "FifoResendsAfterWindow"
 
-# API routes (DESIGN §5).
+# API routes (docs/design.md §5).
 POST_MESSAGES_ROUTE: Final = "/messages"
 GET_MESSAGE_ROUTE: Final = "/messages/{message_id}"
 

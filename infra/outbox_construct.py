@@ -1,9 +1,9 @@
 """The reusable outbox: both tables, the queue with its dead-letter queue, and the scheduled relay.
 
 A team can put this construct in its own stack and let its own functions write messages in their own
-transactions with `grant_enqueue` (DESIGN §5, library API); the standalone stack adds the ingest API and
-the alarms around it. Tables are built from `outbox.schema`, the same definitions `outbox init` and the
-tests use.
+transactions with `grant_enqueue` (docs/design.md §5, library API); the standalone stack adds the ingest
+API and the alarms around it. Tables are built from `outbox.schema`, the same definitions `outbox init`
+and the tests use.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ QUEUE_RETENTION: Final = cdk.Duration.days(14)
 """SQS's longest retention: a consumer outage of up to two weeks loses nothing already queued."""
 RELAY_MEMORY_MB: Final = 512
 SCHEDULE_MAX_EVENT_AGE: Final = cdk.Duration.seconds(60)
-"""The next tick is the retry: a late or failed run is never replayed (DESIGN §4)."""
+"""The next tick is the retry: a late or failed run is never replayed (docs/design.md §4)."""
 
 # IAM: each role gets the actions of the API calls its code makes, and nothing else (ADR 0010, revision of
 # 2026-12-01). Inside `TransactWriteItems` every action is authorized as its own item action (Put → PutItem,
@@ -96,7 +96,8 @@ class OutboxConstruct(Construct):
     def __init__(self, scope: Construct, id: str, *, config: StackConfig, code: lambda_.Code) -> None:
         super().__init__(scope, id)
         policy = removal_policy(config)
-        # TTL bounds a message's life and idempotency window (DESIGN §2); entries are deleted when relayed.
+        # TTL bounds a message's life and idempotency window (docs/design.md §2); entries are deleted when
+        # relayed.
         self.messages_table = self._table("Messages", messages_table_definition("-"), config, ttl=True)
         self.outbox_table = self._table("Outbox", outbox_table_definition("-"), config, ttl=False)
         self.failed_index_arn = f"{self.messages_table.table_arn}/index/{FAILED_INDEX}"

@@ -71,7 +71,7 @@ class _Uuid7Source:
     """RFC 9562 UUIDv7 (48-bit Unix milliseconds, then random bits), monotonic within a process.
 
     Python 3.11 has no `uuid.uuid7`. Within one millisecond the 12-bit `rand_a` field counts up so ids
-    made one after another in a process sort in the order they were made (DESIGN §4.7 relies on it for
+    made one after another in a process sort in the order they were made (docs/design.md §4.7 relies on it for
     FIFO ordering); across processes the order is the clocks' order.
     """
 

@@ -1,7 +1,7 @@
-"""Settings, parsed once from the environment into a frozen, validated object (DESIGN §6).
+"""Settings, parsed once from the environment into a frozen, validated object (docs/design.md §6).
 
 A missing or malformed variable, or a combination that breaks the lease/deduplication relations of
-DESIGN §4.6, raises `SettingsError` naming the variable, at start-up rather than mid-run.
+docs/design.md §4.6, raises `SettingsError` naming the variable, at start-up rather than mid-run.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Settings:
         return settings
 
     def check_relations(self) -> None:
-        """DESIGN §4.6: leases outlast a claim batch; FIFO resends stay inside the dedup window."""
+        """docs/design.md §4.6: leases outlast a claim batch; FIFO resends stay inside the dedup window."""
         if self.lease_seconds < 3 * CLAIM_TO_FINALIZE_BUDGET_SECONDS:
             raise SettingsError(
                 "LEASE_SECONDS",

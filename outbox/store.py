@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 RETRYABLE_CANCELLATION: Final = frozenset({"TransactionConflict", "ThrottlingError"})
-"""Cancellation reasons that a second try can get past (DESIGN §3.3)."""
+"""Cancellation reasons that a second try can get past (docs/design.md §3.3)."""
 _TRANSIENT_CODES: Final = frozenset(
     {
         "ThrottlingException",

@@ -1,4 +1,4 @@
-"""The ingest transaction, built as data (DESIGN §3.3).
+"""The ingest transaction, built as data (docs/design.md §3.3).
 
 `prepare_message` turns a checked request into a `NewMessage`; `transaction_items` renders it as the two
 `TransactWriteItems` actions (message Put + outbox entry Put) in DynamoDB's low-level form, ready to be

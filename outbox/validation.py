@@ -1,4 +1,4 @@
-"""Checks on a message request (DESIGN §3.1): strict JSON, SQS attribute and FIFO group rules, sizes.
+"""Checks on a message request (docs/design.md §3.1): strict JSON, SQS attribute and FIFO group rules, sizes.
 
 These apply to every way a message enters the outbox, the HTTP API and the library API alike; the
 HTTP-only parts (encoding, content type, body parsing) live in `outbox.requests`.

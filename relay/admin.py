@@ -1,5 +1,5 @@
 """Operator actions on FAILED messages: `requeue` (back to PENDING, in its place) and `skip` (release a
-FIFO group from a parked entry). Each is one transaction, and records who and when (DESIGN §4.5)."""
+FIFO group from a parked entry). Each is one transaction, and records who and when (docs/design.md §4.5)."""
 
 from __future__ import annotations
 

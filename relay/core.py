@@ -1,4 +1,4 @@
-"""The relay: move outbox entries to SQS, then mark their messages QUEUED (DESIGN §4).
+"""The relay: move outbox entries to SQS, then mark their messages QUEUED (docs/design.md §4).
 
 Per shard, oldest entry first: claim a batch under a lease, fetch the payloads, send, and finalize each
 accepted message (PENDING→QUEUED + entry deleted, one transaction). What was not accepted is rolled back
@@ -318,8 +318,8 @@ class Relay:
     def _note_resend(self, entry: Entry, summary: RunSummary) -> None:
         """A message this batch sent (or may have) that an earlier claim may already have put in the queue
         (`first_send_at` is stamped at claim and removed again when that claim certainly sent nothing).
-        DESIGN §4.5: a FIFO resend past the 4-minute window is still sent (never parked for it), but SQS
-        may keep both copies, so it is counted and logged."""
+        docs/design.md §4.5: a FIFO resend past the 4-minute window is still sent (never parked for it),
+        but SQS may keep both copies, so it is counted and logged."""
         if entry.first_send_at is None:
             return
         summary.duplicates_possible += 1

@@ -69,7 +69,8 @@ class RunSummary:
     retries: int = 0
     duplicates_possible: int = 0
     resent_after_window: int = 0
-    """FIFO resends more than 4 minutes after the first claim: SQS may no longer drop them (DESIGN §4.5)."""
+    """FIFO resends more than 4 minutes after the first claim: SQS may no longer drop them
+    (docs/design.md §4.5)."""
     drained: bool = True
     finalize_failed: int = 0
     held_back: int = 0

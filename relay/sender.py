@@ -1,4 +1,4 @@
-"""Sending a claim batch to SQS and classifying every entry's outcome (DESIGN §4.3).
+"""Sending a claim batch to SQS and classifying every entry's outcome (docs/design.md §4.3).
 
 `SendMessageBatch` with at most 10 entries and 1 MiB; on FIFO at most one entry per group in a batch and a
 group's next entry only after its previous one was accepted, so a failure can never reorder a group.

@@ -205,7 +205,7 @@ class OutboxStore:
     def finalize(self, sent: Sequence[tuple[Entry, str]], *, token: str, now: datetime) -> FinalizeResult:
         """One transaction: each message PENDING→QUEUED and its entry deleted while still ours. The message's
         TTL starts here (now + retention): nothing is owed for it any more. A cancellation is decided per
-        message from its reasons (DESIGN §4.4)."""
+        message from its reasons (docs/design.md §4.4)."""
         result = FinalizeResult()
         if not sent:
             return result

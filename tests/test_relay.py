@@ -191,8 +191,8 @@ def test_short_shards_share_claim_batches(outbox: Outbox) -> None:
 
 
 def test_fifo_resends_past_the_four_minute_window_are_sent_and_counted(fifo_outbox: Outbox) -> None:
-    """DESIGN §4.5: an entry first claimed more than 4 minutes ago is still sent, never parked for it, and
-    counted, because SQS's 5-minute deduplication may no longer drop the copy."""
+    """docs/design.md §4.5: an entry first claimed more than 4 minutes ago is still sent, never parked for
+    it, and counted, because SQS's 5-minute deduplication may no longer drop the copy."""
     late, recent = ingest_messages(fifo_outbox, 2, group=lambda n: f"group-{n}")
     now_ms = int(time.time() * 1000)
     for message_id, age_seconds in ((late, 300), (recent, 60)):

@@ -2,8 +2,8 @@
 
 moto 5.2.5 (`DynamoDBBackend.transact_write_items`) deep-copies every table named in a transaction, once per
 action, before applying anything, so that it can put the copies back if the transaction is cancelled. A
-100-action transaction on a 2,000-item table costs seconds (TOOLCHAIN.md, "moto is not a performance
-model"). This module keeps moto's own per-action code and replaces only that snapshot and restore:
+100-action transaction on a 2,000-item table costs seconds (docs/design.md §8, "what moto does
+not show"). This module keeps moto's own per-action code and replaces only that snapshot and restore:
 
 - while the patched method runs, `copy.deepcopy(<Table>)` inside `moto.dynamodb.models` returns the live
   table (a stand-in for that module's `copy` global, active only in the calling thread and call), so moto's

@@ -1,6 +1,6 @@
 """FIFO order per group, checked from the queue itself: for the demo (and any check that reads a queue).
 
-The same rule as the chaos checker's (`chaos.checker.order_violations_in`, DESIGN §4.7), kept here so that
+The same rule as the chaos checker's (`chaos.checker.order_violations_in`, design §4.7), kept here so that
 `outbox` does not import `chaos`: per group, the first copy of each message, in receive order, must follow
 the order of acceptance. Later copies (duplicates) are not an order violation; a lost message is not
 either (it is counted as lost).

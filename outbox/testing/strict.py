@@ -1,4 +1,4 @@
-"""The strict-contract hook (DESIGN §8): refuse, as AWS would, the calls that moto lets through.
+"""The strict-contract hook (docs/design.md §8): refuse, as AWS would, the calls that moto lets through.
 
 moto accepts a 64-character `ClientRequestToken`, eleven message attributes, a NUL in a body, a FIFO group
 id with spaces, a deduplication id on a standard queue, and a key lookup (`GetItem`, `DeleteItem`,

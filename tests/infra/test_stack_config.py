@@ -40,7 +40,8 @@ def test_context_text_values_are_parsed_like_cli_arguments() -> None:
 @pytest.mark.parametrize(
     ("context", "message"),
     [
-        # FIFO: a 5-minute period leaves resends outside the 5-minute deduplication window (DESIGN §4.6).
+        # FIFO: a 5-minute period leaves resends outside the 5-minute deduplication window
+        # (docs/design.md §4.6).
         (
             {"fifo": True, "relay_schedule": 5},
             "LEASE_SECONDS + SCHEDULE_SECONDS = 360 s exceeds the 240 s FIFO resend window "

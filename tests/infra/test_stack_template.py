@@ -1,4 +1,4 @@
-"""The synthesized template, resource by resource: what DESIGN §7 asks of each one, pinned."""
+"""The synthesized template, resource by resource: what docs/design.md §7 describes for each one, pinned."""
 
 from __future__ import annotations
 
