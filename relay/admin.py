@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,12 @@ from outbox.domain import (
 from outbox.errors import InvalidRequest, MessageNotFound
 from outbox.schema import FAILED_INDEX, MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY, TTL_ATTRIBUTE
 from outbox.transactions import client_request_token
+from relay.store import (
+    UNPROCESSED_FIRST_PAUSE_SECONDS,
+    UNPROCESSED_MAX_PAUSE_SECONDS,
+    UNPROCESSED_ROUNDS,
+    ReadsUnprocessed,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -58,7 +65,9 @@ def requeue(
     message_id: str, *, dynamodb: DynamoDBClient, settings: Settings, actor: str, now: datetime | None = None
 ) -> RequeueResult:
     """FAILED → PENDING, and the parked entry back to READY with its attempts reset (a new entry if the
-    parked one was skipped). The message is owed again, so it loses its TTL. Raises `MessageGone` (only
+    parked one was skipped). The entry keeps `first_send_at` if it has one (an earlier claim may have put
+    the message in the queue), so the relay counts the resend as a possible duplicate (ADR 0009).
+    The message is owed again, so it loses its TTL. Raises `MessageGone` (only
     its parked entry is left: `skip` releases it), `MessageNotFound` or `NotFailed`."""
     moment = now or utc_now()
     message = _failed_message(dynamodb, settings, message_id, for_requeue=True)
@@ -94,7 +103,7 @@ def requeue(
                 "Key": {OUTBOX_PARTITION_KEY: {"S": shard}, OUTBOX_SORT_KEY: {"S": entry_id}},
                 "UpdateExpression": (
                     "SET #state = :ready, attempts = :zero, next_attempt_at = :now_ms "
-                    "REMOVE last_error, first_send_at, claim_token, lease_until"
+                    "REMOVE last_error, claim_token, lease_until"
                 ),
                 "ConditionExpression": "#state = :parked",
                 "ExpressionAttributeNames": {"#state": "state"},
@@ -242,12 +251,17 @@ def orphaned_parked_message_ids(dynamodb: DynamoDBClient, settings: Settings) ->
                 "ConsistentRead": True,
             }
         }
-        while request:
+        for round_number in range(UNPROCESSED_ROUNDS):
             response = dynamodb.batch_get_item(RequestItems=request)
             found.update(
                 item[MESSAGE_KEY]["S"] for item in response["Responses"].get(settings.messages_table, [])
             )
             request = dict(response.get("UnprocessedKeys") or {})
+            if not request:
+                break
+            time.sleep(min(UNPROCESSED_MAX_PAUSE_SECONDS, UNPROCESSED_FIRST_PAUSE_SECONDS * 2**round_number))
+        else:
+            raise ReadsUnprocessed("BatchGetItem kept leaving keys unprocessed; try again")
     return [mid for mid in parked if mid not in found]
 
 

@@ -386,7 +386,12 @@ class Relay:
             error = result.error or result.outcome.value
             if result.outcome is Outcome.REJECTED or attempts >= self._settings.max_attempts:
                 if self.store.poison(
-                    entry, token=token, attempts=attempts, error=error, now=self._clock.now()
+                    entry,
+                    token=token,
+                    attempts=attempts,
+                    error=error,
+                    now=self._clock.now(),
+                    unstamp_claimed_at_ms=None if result.maybe_sent else _own_stamp(entry, claimed_at_ms),
                 ):
                     summary.poisoned += 1
                     logger.warning(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import ClientError
 
 from outbox.domain import EntryState, Status, iso
+from outbox.errors import StoreUnavailable
 from outbox.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, TTL_ATTRIBUTE
 from outbox.settings import Settings
 from outbox.transactions import client_request_token
@@ -43,8 +44,11 @@ _CLAIM_CONDITION: Final = (
 )
 
 
-class ReadsUnprocessed(Exception):
-    """BatchGetItem kept leaving keys unprocessed (throttled) past its bound."""
+class ReadsUnprocessed(StoreUnavailable):
+    """BatchGetItem kept leaving keys unprocessed (throttled) past its bound: retry later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
 
 
 class _StampNotOurs(Exception):
@@ -355,12 +359,52 @@ class OutboxStore:
             return False
         return True
 
-    def poison(self, entry: Entry, *, token: str, attempts: int, error: str, now: datetime) -> bool:
+    def poison(
+        self,
+        entry: Entry,
+        *,
+        token: str,
+        attempts: int,
+        error: str,
+        now: datetime,
+        unstamp_claimed_at_ms: int | None = None,
+    ) -> bool:
         """One transaction: message PENDING→FAILED with the error, entry PARKED in its place.
 
         The entry's count grows by one (`ADD`); `attempts` (the count as this relay knows it) is what the
-        message records. A FAILED message is still owed (its entry is parked for `requeue`): no TTL."""
+        message records. A FAILED message is still owed (its entry is parked for `requeue`): no TTL.
+        `unstamp_claimed_at_ms` as for `release`: the message certainly never reached the queue, so this
+        claim's `first_send_at` goes and a later `requeue` is not counted as a resend."""
+        if unstamp_claimed_at_ms is not None:
+            try:
+                return self._poison(
+                    entry,
+                    token=token,
+                    attempts=attempts,
+                    error=error,
+                    now=now,
+                    unstamp_ms=unstamp_claimed_at_ms,
+                )
+            except _StampNotOurs:
+                pass  # an earlier claim's stamp: keep it
+        return self._poison(entry, token=token, attempts=attempts, error=error, now=now, unstamp_ms=None)
+
+    def _poison(
+        self, entry: Entry, *, token: str, attempts: int, error: str, now: datetime, unstamp_ms: int | None
+    ) -> bool:
         stamp = iso(now)
+        entry_removes = "claim_token, lease_until" + (", first_send_at" if unstamp_ms is not None else "")
+        entry_condition = "claim_token = :token" + (
+            " AND first_send_at = :claimed_at" if unstamp_ms is not None else ""
+        )
+        entry_values: dict[str, Any] = {
+            ":parked": {"S": EntryState.PARKED},
+            ":error": {"S": error[:1000]},
+            ":token": {"S": token},
+            ":one": {"N": "1"},
+        }
+        if unstamp_ms is not None:
+            entry_values[":claimed_at"] = {"N": str(unstamp_ms)}
         items: list[TransactWriteItemTypeDef] = [
             {
                 "Update": {
@@ -386,17 +430,12 @@ class OutboxStore:
                     "TableName": self._outbox_table,
                     "Key": entry.key,
                     "UpdateExpression": (
-                        "SET #state = :parked, last_error = :error REMOVE claim_token, lease_until "
-                        "ADD attempts :one"
+                        f"SET #state = :parked, last_error = :error REMOVE {entry_removes} ADD attempts :one"
                     ),
-                    "ConditionExpression": "claim_token = :token",
+                    "ConditionExpression": entry_condition,
                     "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": {
-                        ":parked": {"S": EntryState.PARKED},
-                        ":error": {"S": error[:1000]},
-                        ":token": {"S": token},
-                        ":one": {"N": "1"},
-                    },
+                    "ExpressionAttributeValues": entry_values,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
         ]
@@ -405,6 +444,13 @@ class OutboxStore:
         except TransactionCancelled as cancelled:
             if cancelled.retryable:
                 raise
+            old_entry = cancelled.items[1] or {}
+            if (
+                unstamp_ms is not None
+                and cancelled.reasons[0] != "ConditionalCheckFailed"
+                and old_entry.get("claim_token", {}).get("S") == token
+            ):
+                raise _StampNotOurs from cancelled
             return False
         return True
 

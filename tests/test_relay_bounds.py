@@ -15,6 +15,7 @@ from outbox.domain import EntryState
 from outbox.local.queue import message_id_of
 from outbox.settings import FIFO_RESEND_WINDOW_SECONDS
 from outbox.testing.faults import FaultInjector, FaultKind
+from relay import admin
 from relay.store import UNPROCESSED_ROUNDS
 from tests.conftest import FakeClock, Outbox, ingest_messages, make_relay, receive_all, run_relay
 
@@ -164,3 +165,31 @@ def test_keys_dynamodb_keeps_leaving_unprocessed_stop_the_batch_after_a_bounded_
     clock.advance(outbox.settings.lease_seconds + 1)  # the stopped batch's claims run out
     assert run_relay(make_relay(outbox, clock)).sent == 3
     assert sorted(message_id_of(m) for m in receive_all(outbox.resources.queue_url)) == sorted(ids)
+
+
+@pytest.mark.server
+def test_a_requeued_message_counts_as_a_resend_only_if_an_earlier_send_may_have_queued_it(
+    new_server_outbox: Callable[..., Outbox],
+) -> None:
+    fifo = new_server_outbox(fifo=True)
+    (maybe_sent,) = ingest_messages(fifo, 1, group=lambda n: "g1")
+    clock = FakeClock()
+    faults = FaultInjector(sqs_client()).add("SendMessageBatch", FaultKind.LOST_RESPONSE, times=None)
+    run_relay(make_relay(fifo, clock))  # maybe_sent reached the queue; the relay cannot know
+    faults.clear()
+    (never_sent,) = ingest_messages(fifo, 1, group=lambda n: "g2")
+    faults.add("SendMessageBatch", FaultKind.ENTRY_REJECTED, times=None)
+    clock.advance(fifo.settings.max_backoff_seconds + 1)
+    run_relay(make_relay(fifo, clock))  # both refused for good: FAILED, entries parked
+    faults.clear()
+    entries = _entries_by_message(fifo)
+    assert "first_send_at" not in entries[never_sent]  # refused, never in the queue: no resend mark
+    assert "first_send_at" in entries[maybe_sent]
+    for message_id in (never_sent, maybe_sent):
+        admin.requeue(message_id, dynamodb=dynamodb_client(), settings=fifo.settings, actor="ops")
+    clock.advance(FIFO_RESEND_WINDOW_SECONDS + 1)
+
+    later = run_relay(make_relay(fifo, clock))
+
+    assert later.sent == 2
+    assert (later.duplicates_possible, later.resent_after_window) == (1, 1)  # maybe_sent only
