@@ -1,5 +1,6 @@
 """Cold-start figures: a handler module's import time in a fresh interpreter, and the Lambda asset's
-zipped size, built the way `infra/bundling.py` builds it (its own functions, pip for the Lambda platform)."""
+zipped size, built the way `outbox/cdk/bundling.py` builds it (its own functions, pip for the Lambda
+platform)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,9 @@ def lambda_asset() -> Asset:
     """Build the shared Lambda asset in a temporary folder and zip it (deflate, as CDK does). Needs pip to
     reach the package index; on failure the reason is returned instead of a size."""
     try:
-        from infra.bundling import PipBundler, runtime_requirements  # noqa: PLC0415 - imports the CDK
+        from outbox.cdk.bundling import PipBundler, runtime_requirements  # noqa: PLC0415 - imports the CDK
     except ImportError as exc:  # pragma: no cover - infra extra not installed
-        return Asset(None, None, None, None, f"skipped: infra.bundling unavailable ({exc})")
+        return Asset(None, None, None, None, f"skipped: outbox.cdk.bundling unavailable ({exc})")
     with tempfile.TemporaryDirectory(prefix="bench-asset-") as folder:
         output = Path(folder) / "asset"
         output.mkdir()
@@ -70,5 +71,5 @@ def lambda_asset() -> Asset:
             unzipped,
             files,
             has_boto3,
-            f"built with infra.bundling.PipBundler: {', '.join(requirements)} + outbox, relay",
+            f"built with outbox.cdk.bundling.PipBundler: {', '.join(requirements)} + outbox, relay",
         )

@@ -13,9 +13,9 @@ import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
 
-from infra.bundling import PROJECT_ROOT
-from infra.config import ConfigError, StackConfig
+from infra import PROJECT_ROOT
 from infra.stack import OutboxStack
+from outbox.cdk.config import ConfigError, StackConfig
 
 CDK_JSON: Final = PROJECT_ROOT / "cdk.json"
 SKIP_BUNDLING: Final[dict[str, list[str]]] = {"aws:cdk:bundling-stacks": []}

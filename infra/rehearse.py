@@ -32,8 +32,8 @@ from unittest import mock
 
 import boto3
 
-from infra import names
 from infra.local_deploy import DeployedStack, deploy
+from outbox.cdk import names
 
 CALLER_ARN: Final = f"arn:aws:iam::{names.DEFAULT_ACCOUNT}:user/rehearsal"
 PAYLOAD: Final = {"order": 1, "item": "book", "note": "rehearsed"}

@@ -7,13 +7,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra import names
-from infra.alarms import OutboxAlarms
-from infra.bundling import lambda_code
-from infra.config import StackConfig
-from infra.ingest_api import IngestApi
 from infra.nag import acknowledge_findings
-from infra.outbox_construct import OutboxConstruct
+from outbox.cdk import names
+from outbox.cdk.alarms import OutboxAlarms
+from outbox.cdk.bundling import lambda_code
+from outbox.cdk.config import StackConfig
+from outbox.cdk.construct import OutboxConstruct
+from outbox.cdk.ingest_api import IngestApi
 
 
 class OutboxStack(cdk.Stack):

@@ -11,6 +11,7 @@ The names are resolved on first use (PEP 562), so importing one submodule (the r
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -64,6 +65,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # from the installed metadata: the version lives in pyproject.toml only
+        try:
+            return importlib.metadata.version("dynamodb-sqs-outbox")
+        except importlib.metadata.PackageNotFoundError:  # copied without metadata (the Lambda asset)
+            return "unknown"
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'outbox' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.app import SKIP_BUNDLING, build_app, project_context
-from infra.config import StackConfig
+from outbox.cdk.config import StackConfig
 
 VARIANT_TOPIC_ARN = "arn:aws:sns:eu-west-1:210987654321:platform-alarms"
 VARIANT_CONTEXT: dict[str, Any] = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra import names
-from infra.bundling import PROJECT_ROOT
+from infra import PROJECT_ROOT
 from infra.rehearse import rehearse
+from outbox.cdk import names
 from outbox.local.emulator import EmbeddedAws
 from tests.infra.stack_support import Synthesized
 

@@ -19,8 +19,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from typer.testing import CliRunner
 
-from infra import names
 from outbox import cli
+from outbox.cdk import names
 from outbox.clients import dynamodb_client
 from relay.core import Relay, RelayConfig
 from tests.conftest import FAST_RETRIES, FakeClock, Outbox, call_ingest, ingest_messages, receive_all

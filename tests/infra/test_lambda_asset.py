@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from infra import names
-from infra.bundling import PROJECT_ROOT, runtime_requirements
+from infra import PROJECT_ROOT
+from outbox.cdk import names
+from outbox.cdk.bundling import runtime_requirements
 from tests.infra.stack_support import Synthesized
 
 PROVIDED_BY_LAMBDA = ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six", "jmespath")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, RemovalPolicyName, StackConfig
+from outbox.cdk.config import ConfigError, RemovalPolicyName, StackConfig
 
 
 def _config(environ: dict[str, str] | None = None, **context: Any) -> StackConfig:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from infra import names
-from infra.config import PLACEHOLDER_MESSAGES_TABLE
+from outbox.cdk import names
+from outbox.cdk.config import PLACEHOLDER_MESSAGES_TABLE
 from outbox.schema import (
     DLQ_MAX_RECEIVE_COUNT,
     FAILED_INDEX,

@@ -20,9 +20,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import RemovalPolicyName, StackConfig, settings_environment
-from infra.function import OutboxFunction
-from infra.names import RELAY_HANDLER
+from outbox.cdk.bundling import lambda_code
+from outbox.cdk.config import RemovalPolicyName, StackConfig, settings_environment
+from outbox.cdk.function import OutboxFunction
+from outbox.cdk.names import RELAY_HANDLER
 from outbox.schema import (
     DLQ_MAX_RECEIVE_COUNT,
     FAILED_INDEX,
@@ -93,8 +94,22 @@ def removal_policy(config: StackConfig) -> cdk.RemovalPolicy:
 class OutboxConstruct(Construct):
     """Storage and relay. `environment` is what any function using the outbox needs (Settings.from_env)."""
 
-    def __init__(self, scope: Construct, id: str, *, config: StackConfig, code: lambda_.Code) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: StackConfig | None = None,
+        code: lambda_.Code | None = None,
+    ) -> None:
+        """`config`: the outbox's settings and the stack's choices (defaults: a standard queue, 8 shards,
+        tables retained). `code`: the Lambda asset; by default built from the installed packages
+        (`lambda_code()`), which a stack with more functions of ours should build once and pass to each."""
         super().__init__(scope, id)
+        config = config or StackConfig()
+        code = code or lambda_code()
+        self.code = code
+        """The Lambda asset the relay runs from (share it with `IngestApi`)."""
         policy = removal_policy(config)
         # TTL bounds a message's life and idempotency window (docs/design.md §2); entries are deleted when
         # relayed.

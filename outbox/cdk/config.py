@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from infra.names import DEFAULT_ACCOUNT, DEFAULT_REGION, DEFAULT_STACK_NAME
+from outbox.cdk.names import DEFAULT_ACCOUNT, DEFAULT_REGION, DEFAULT_STACK_NAME
 from outbox.schema import FIFO_SUFFIX
 from outbox.settings import Settings, SettingsError
 

@@ -12,7 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.bundling import ARCHITECTURE, RUNTIME
+from outbox.cdk.bundling import ARCHITECTURE, RUNTIME
 
 RETENTION: dict[int, logs.RetentionDays] = {
     7: logs.RetentionDays.ONE_WEEK,

@@ -18,10 +18,10 @@ from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.config import StackConfig
-from infra.function import OutboxFunction, log_group
-from infra.names import GET_MESSAGE_ROUTE, INGEST_HANDLER, POST_MESSAGES_ROUTE
-from infra.outbox_construct import OutboxConstruct, removal_policy
+from outbox.cdk.config import StackConfig
+from outbox.cdk.construct import OutboxConstruct, removal_policy
+from outbox.cdk.function import OutboxFunction, log_group
+from outbox.cdk.names import GET_MESSAGE_ROUTE, INGEST_HANDLER, POST_MESSAGES_ROUTE
 
 INGEST_TIMEOUT: Final = cdk.Duration.seconds(10)
 """Well under API Gateway's 30 s integration limit; the store's retries are bounded inside it."""

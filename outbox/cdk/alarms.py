@@ -23,7 +23,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.names import (
+from outbox.cdk.names import (
     LATE_FIFO_RESEND_METRIC,
     METRICS_NAMESPACE,
     OLDEST_PENDING_METRIC,

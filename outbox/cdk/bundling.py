@@ -26,8 +26,6 @@ import jsii
 from aws_cdk import aws_lambda as lambda_
 from packaging.requirements import Requirement
 
-PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
-"""The repository, when this runs from a clone (the CDK app, its tests); nothing here needs it."""
 DISTRIBUTION: Final = "dynamodb-sqs-outbox"
 PACKAGES: Final = ("outbox", "relay")
 """The runtime packages copied into the asset, from wherever they are installed."""
@@ -100,8 +98,9 @@ def package_roots() -> dict[str, Path]:
     return roots
 
 
-def source_files() -> Iterator[tuple[str, Path]]:
-    """Every file copied into the asset, as (path inside the asset, path on disk), in a stable order."""
+def source_files(extra: Path | None = None) -> Iterator[tuple[str, Path]]:
+    """Every file copied into the asset, as (path inside the asset, path on disk), in a stable order:
+    the runtime packages, then a team's own `extra` folder's files at the asset's root."""
     for package, root in package_roots().items():
         for path in sorted(root.rglob("*")):
             relative = f"{package}/{path.relative_to(root).as_posix()}"
@@ -110,23 +109,30 @@ def source_files() -> Iterator[tuple[str, Path]]:
             if any(relative == excluded or relative.startswith(excluded + "/") for excluded in EXCLUDED):
                 continue
             yield relative, path
+    if extra is not None:
+        for path in sorted(extra.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                relative = path.relative_to(extra).as_posix()
+                if relative.split("/", 1)[0] in PACKAGES:
+                    raise BundlingError(f"{extra}: {relative} would replace the outbox's own package")
+                yield relative, path
 
 
-def asset_hash(requirements: list[str]) -> str:
+def asset_hash(requirements: list[str], extra: Path | None = None) -> str:
     """A hash of exactly what goes into the asset, so CDK neither fingerprints a whole folder nor
     rebuilds an unchanged asset."""
     digest = hashlib.sha256()
     for part in (PIP_PLATFORM, PIP_PYTHON_VERSION, *requirements):
         digest.update(part.encode() + b"\0")
-    for relative, path in source_files():
+    for relative, path in source_files(extra):
         digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-def stage_sources(folder: Path) -> Path:
-    """Copy the runtime packages' files into `folder` (the asset's input): the same files wherever the
-    packages are installed, a clone or a team's own virtualenv."""
-    for relative, path in source_files():
+def stage_sources(folder: Path, extra: Path | None = None) -> Path:
+    """Copy the runtime packages' files (and `extra`'s) into `folder`, the asset's input: the same files
+    wherever the packages are installed, a clone or a team's own virtualenv."""
+    for relative, path in source_files(extra):
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
@@ -161,14 +167,19 @@ class PipBundler:
         return True
 
 
-def lambda_code() -> lambda_.Code:
-    """The shared asset, built from the installed packages. Unit tests skip bundling
+def lambda_code(extra_sources: Path | str | None = None) -> lambda_.Code:
+    """A Lambda asset built from the installed packages and their runtime dependencies. With
+    `extra_sources`, a team's own folder goes in too, at the asset's root, so its handlers can `import
+    outbox` (`lambda_code("orders_src")`, handler `"orders.handler"`). Unit tests skip bundling
     (`aws:cdk:bundling-stacks: []`); the hash stays real."""
+    extra = Path(extra_sources).resolve() if extra_sources is not None else None
+    if extra is not None and not extra.is_dir():
+        raise BundlingError(f"extra_sources: {extra} is not a folder")
     requirements = runtime_requirements()
-    fingerprint = asset_hash(requirements)
+    fingerprint = asset_hash(requirements, extra)
     sources = Path(tempfile.gettempdir()) / f"outbox-asset-sources-{fingerprint[:20]}"
     if not sources.is_dir():  # keyed by content: staged once, reused by every synth of the same code
-        staging = stage_sources(Path(tempfile.mkdtemp(prefix="outbox-asset-staging-")))
+        staging = stage_sources(Path(tempfile.mkdtemp(prefix="outbox-asset-staging-")), extra)
         try:
             staging.rename(sources)
         except OSError:  # another synth staged the same content first
