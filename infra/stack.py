@@ -62,4 +62,4 @@ class OutboxStack(cdk.Stack):
             ),
         ):
             cdk.CfnOutput(self, key, value=value, description=description)
-        acknowledge_findings(self)
+        acknowledge_findings([self.outbox.relay.function, self.ingest.ingest.function])

@@ -24,14 +24,29 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from botocore.exceptions import ClientError
 
 from outbox.store import RETRYABLE_CANCELLATION
 
-if TYPE_CHECKING:
-    from outbox.api import OutboxWrite
+
+class OutboxItems(Protocol):
+    """What the explainer needs of an `outbox.api.OutboxWrite` (a protocol, so that this module does not
+    import the API that uses it)."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def items(self) -> Sequence[Mapping[str, Any]]: ...
+
+    @property
+    def idempotency_key(self) -> str | None: ...
+
+    @property
+    def request_hash(self) -> str | None: ...
+
 
 CANCELLED: Final = "TransactionCanceledException"
 CONDITION_FAILED: Final = "ConditionalCheckFailed"
@@ -122,7 +137,7 @@ class _Reason:
 def explain_cancellation(
     error: ClientError | Mapping[str, Any] | Sequence[Any],
     transact_items: Sequence[object] | None,
-    write: OutboxWrite,
+    write: OutboxItems,
     *,
     offset: int | None = None,
 ) -> CancellationExplanation:
@@ -175,7 +190,7 @@ def explain_cancellation(
 
 
 def _classify(
-    write: OutboxWrite,
+    write: OutboxItems,
     reasons: list[_Reason],
     *,
     message_index: int,
@@ -222,7 +237,7 @@ def _classify(
     )
 
 
-def _message_exists(write: OutboxWrite, stored: Mapping[str, Any] | None) -> tuple[CancellationKind, str]:
+def _message_exists(write: OutboxItems, stored: Mapping[str, Any] | None) -> tuple[CancellationKind, str]:
     key = write.idempotency_key
     if key is None:
         return (
@@ -248,7 +263,7 @@ def _message_exists(write: OutboxWrite, stored: Mapping[str, Any] | None) -> tup
 
 
 def _positions(
-    write: OutboxWrite, transact_items: Sequence[object] | None, offset: int | None
+    write: OutboxItems, transact_items: Sequence[object] | None, offset: int | None
 ) -> tuple[int, int]:
     if offset is not None:
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
