@@ -3,9 +3,12 @@ points, from the same definitions the CDK stack uses. Running it again changes n
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
@@ -26,6 +29,23 @@ if TYPE_CHECKING:
 
 DEFAULT_PREFIX: Final = "outbox"
 QUEUE_RETENTION_SECONDS: Final = 14 * 24 * 3600
+MAX_PREFIX_LENGTH: Final = 80 - len(f"-queue{DLQ_SUFFIX}{FIFO_SUFFIX}")
+"""SQS queue names have at most 80 characters; the longest name made from a prefix is the FIFO DLQ's."""
+_PREFIX_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
+"""Characters both DynamoDB table names and SQS queue names allow (tables also allow '.', queues do not)."""
+EMULATOR_CREDENTIALS: Final = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+"""What `serve`, and `init` against an emulator on this machine, use when no credentials are configured:
+an emulator accepts any. Never used for any other endpoint."""
+EMULATOR_REGION: Final = "us-east-1"
+EMULATOR_ENVIRONMENT: Final = {
+    **EMULATOR_CREDENTIALS,
+    "AWS_DEFAULT_REGION": EMULATOR_REGION,
+    "AWS_REGION": EMULATOR_REGION,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +61,28 @@ class Resources:
             "OUTBOX_TABLE": self.outbox_table,
             "QUEUE_URL": self.queue_url,
         }
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why `prefix` cannot name the tables and queues, or None when it can."""
+    if not _PREFIX_PATTERN.fullmatch(prefix):
+        return "use only letters, digits, '-' and '_'"
+    if len(prefix) > MAX_PREFIX_LENGTH:
+        return f"use at most {MAX_PREFIX_LENGTH} characters (SQS queue names end at 80)"
+    return None
+
+
+def is_emulator_endpoint(endpoint_url: str | None) -> bool:
+    """True for an endpoint on this machine (localhost, 127.0.0.0/8, ::1): an emulator, never AWS."""
+    if not endpoint_url:
+        return False
+    host = (urlsplit(endpoint_url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def provision(

@@ -32,6 +32,9 @@ PACKAGES: Final = ("outbox", "relay")
 EXCLUDED: Final = frozenset({"outbox/local", "outbox/testing", "outbox/cli.py", "outbox/cdk"})
 """Code the handlers never import (emulator, demo, CLI, test helpers, the CDK construct): left out."""
 PROVIDED_BY_RUNTIME: Final = frozenset({"boto3", "botocore"})
+CLI_ONLY: Final = frozenset({"typer", "rich"})
+"""Base dependencies only the `outbox` command imports (outbox/cli.py, left out above): every install gets
+a working command, and the asset stays without them and all they pull in (pydantic, pygments, ...)."""
 LAMBDA_MARKERS: Final = {
     "python_version": "3.13",
     "python_full_version": "3.13.0",
@@ -68,8 +71,9 @@ def runtime_requirements(distribution: str = DISTRIBUTION) -> list[str]:
     pins: dict[str, str] = {}
     todo = [distribution]
     while todo:
+        current = todo.pop()
         try:
-            declared = metadata.requires(todo.pop()) or []
+            declared = metadata.requires(current) or []
         except metadata.PackageNotFoundError as exc:
             raise BundlingError(f"{exc.name} is not installed: install {DISTRIBUTION} first") from exc
         for spec in declared:
@@ -79,6 +83,8 @@ def runtime_requirements(distribution: str = DISTRIBUTION) -> list[str]:
             name = _normalize(requirement.name)
             if name in pins or name in PROVIDED_BY_RUNTIME:
                 continue
+            if current == distribution and name in CLI_ONLY:
+                continue  # the command's, not the handlers': not followed, so nothing it needs comes in
             try:
                 pins[name] = metadata.version(name)
             except metadata.PackageNotFoundError as exc:

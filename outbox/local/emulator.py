@@ -2,12 +2,13 @@
 
 moto's own threaded server handles requests on threads with no lock, and a cancelled transaction restores
 whole tables from a snapshot: concurrent callers lose acknowledged writes and see torn transactions
-(TOOLCHAIN.md). One lock held for the whole request, response body included, makes it behave like one
+(docs/design.md §8). One lock held for the whole request, response body included, makes it behave like one
 consistent store. See ADR 0004.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -19,15 +20,26 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from outbox.local.fast_moto import MotoInternalsChanged, install_fast_transactions
 from outbox.local.fast_sqs import install_fast_sqs
+from outbox.provisioning import EMULATOR_ENVIRONMENT
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-DUMMY_CREDENTIALS: Final = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
+DUMMY_CREDENTIALS: Final = EMULATOR_ENVIRONMENT
+"""Credentials and region for the emulator (an emulator accepts any); `outbox init` uses the same."""
+
+
+def serve_wsgi(
+    port: int, app: Any, request_handler: type[WSGIRequestHandler], *, threaded: bool = True
+) -> BaseWSGIServer:
+    """A werkzeug server on 127.0.0.1:`port` (0: any free port). The socket is bound here, so that a port
+    in use raises `OSError` (werkzeug's own bind prints to stderr and exits the process instead)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
+        listener.bind(("127.0.0.1", port))
+        listener.listen(128)
+        # werkzeug takes a duplicate of the descriptor; this one closes on leaving the block.
+        return make_server(
+            "127.0.0.1", port, app, threaded=threaded, request_handler=request_handler, fd=listener.fileno()
+        )
 
 
 class SerializedApp:
@@ -72,9 +84,7 @@ class EmbeddedAws:
             except MotoInternalsChanged as exc:
                 warnings.warn(f"moto's SQS counts every queue on each send: {exc}", stacklevel=2)
         self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietRequestHandler
-        )
+        self._server: BaseWSGIServer = serve_wsgi(port, self.app, _QuietRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
 
     @property

@@ -8,27 +8,53 @@ local stand-in for the EventBridge schedule). Ctrl-C (or SIGTERM) stops all thre
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
-from rich.console import Console
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from outbox.clients import dynamodb_client, reset_clients, sqs_client
-from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
+from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws, serve_wsgi
 from outbox.local.events import http_api_event, local_context
 from outbox.provisioning import provision
 from outbox.settings import Settings
 from relay.core import Relay
 
 ANONYMOUS_NOTE = "requests are anonymous here (no IAM signature); the deployed API requires SigV4"
+
+
+class ServeError(Exception):
+    """The local stack could not start (a port taken, say); the message is one line for the user."""
+
+
+class Lines:
+    """Writes whole lines, flushed at once and never wrapped, from any thread: a relay summary stays one
+    JSON object on one line whatever the terminal width, and is there to read as soon as it is printed."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __call__(self, line: str) -> None:
+        stream = self._stream or sys.stdout
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except BrokenPipeError:  # `outbox serve | head`: the reader left; the stack keeps serving
+                self._closed = True
 
 
 class _Quiet(WSGIRequestHandler):
@@ -75,30 +101,45 @@ class LocalStack:
         return f"http://localhost:{self.api.server_address[1]}"
 
 
-def serve(console: Console, *, port: int, aws_port: int, relay_every: float, fifo: bool) -> int:
+def serve(*, port: int, aws_port: int, relay_every: float, fifo: bool, out: TextIO | None = None) -> int:
+    """Start the stack, print the endpoints and `export` lines, run until SIGINT/SIGTERM; 0 when stopped.
+
+    Raises `ServeError` when a port cannot be listened on (nothing is left running then)."""
+    say = Lines(out)
     os.environ.update(
         {**DUMMY_CREDENTIALS, "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")}
     )
-    aws = EmbeddedAws(aws_port).start()
-    os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
-    reset_clients()
-    resources = provision(dynamodb_client(), sqs_client(), prefix="local", fifo=fifo)
-    os.environ.update(resources.environment())
-    settings = Settings.from_env()
+    # The relay's own log lines would reach stderr bare ("relay step stopped"); its summary says why.
+    logging.getLogger("outbox-relay").addHandler(logging.NullHandler())
 
-    from outbox import ingest  # noqa: PLC0415 - the handler reads the environment set above
+    from outbox import ingest  # noqa: PLC0415 - the handler's logger reads the environment set above
 
-    ingest._settings.cache_clear()
+    api = _listen("the local API (--port)", port, IngestGateway(ingest.handler))
+    try:
+        aws = _start_emulator(aws_port)
+    except BaseException:
+        api.server_close()
+        raise
+    try:
+        os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
+        reset_clients()
+        resources = provision(dynamodb_client(), sqs_client(), prefix="local", fifo=fifo)
+        os.environ.update(resources.environment())
+        settings = Settings.from_env()
+        ingest._settings.cache_clear()
+    except BaseException:
+        api.server_close()
+        aws.stop()
+        raise
     stop = threading.Event()
-    api = make_server("127.0.0.1", port, IngestGateway(ingest.handler), threaded=True, request_handler=_Quiet)
     relay_thread = threading.Thread(
-        target=_relay_loop, args=(settings, relay_every, stop, console), name="relay-timer", daemon=True
+        target=_relay_loop, args=(settings, relay_every, stop, say), name="relay-timer", daemon=True
     )
     stack = LocalStack(aws, api, relay_thread, stop)
     api_thread = threading.Thread(target=api.serve_forever, name="local-api", daemon=True)
     api_thread.start()
     relay_thread.start()
-    _announce(console, stack, resources.environment(), relay_every)
+    _announce(say, stack, resources.environment(), relay_every)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -107,40 +148,51 @@ def serve(console: Console, *, port: int, aws_port: int, relay_every: float, fif
     signal.signal(signal.SIGTERM, request_stop)
     while not stop.wait(0.5):
         pass
-    console.print("stopping: API, relay, emulator")
+    say("stopping: API, relay, emulator")
     api.shutdown()
+    api.server_close()
     api_thread.join(timeout=10)
     relay_thread.join(timeout=60)
     aws.stop()
-    console.print("stopped")
+    say("stopped")
     return 0
 
 
-def _relay_loop(settings: Settings, every: float, stop: threading.Event, console: Console) -> None:
+def _listen(what: str, port: int, app: IngestGateway) -> BaseWSGIServer:
+    try:
+        return serve_wsgi(port, app, _Quiet)
+    except OSError as exc:
+        raise ServeError(f"{what} cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+
+
+def _start_emulator(port: int) -> EmbeddedAws:
+    try:
+        return EmbeddedAws(port).start()
+    except OSError as exc:
+        raise ServeError(
+            f"the AWS emulator (--aws-port) cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
+        ) from None
+
+
+def _relay_loop(settings: Settings, every: float, stop: threading.Event, say: Lines) -> None:
     relay = Relay(dynamodb=dynamodb_client(), sqs=sqs_client(), settings=settings)
     while not stop.wait(every):
         summary = relay.run(time.monotonic() + max(every, 5.0))
         if summary.sent or summary.rolled_back or summary.poisoned or summary.errors:
-            console.print(
-                f"relay: {json.dumps(summary.as_dict(), sort_keys=True)}", markup=False, highlight=False
-            )
+            say(f"relay: {json.dumps(summary.as_dict(), sort_keys=True)}")
 
 
-def _announce(console: Console, stack: LocalStack, environment: dict[str, str], relay_every: float) -> None:
-    console.print(f"API          {stack.api_url}   ({ANONYMOUS_NOTE})", soft_wrap=True)
-    console.print(f"AWS endpoint {stack.aws.endpoint_url}   (moto; dummy credentials)")
-    console.print(f"relay        every {relay_every:g} s")
-    console.print("For the AWS CLI and `outbox` commands in another shell:", markup=False)
+def _announce(say: Lines, stack: LocalStack, environment: dict[str, str], relay_every: float) -> None:
+    say(f"API          {stack.api_url}   ({ANONYMOUS_NOTE})")
+    say(f"AWS endpoint {stack.aws.endpoint_url}   (moto; dummy credentials)")
+    say(f"relay        every {relay_every:g} s")
+    say("For the AWS CLI and `outbox` commands in another shell:")
     for name, value in {
         **environment,
         **DUMMY_CREDENTIALS,
         "AWS_ENDPOINT_URL": stack.aws.endpoint_url,
     }.items():
-        console.print(f"export {name}={value}", markup=False, highlight=False, soft_wrap=True)
+        say(f"export {name}={value}")
     body = '{"payload": {"hello": "world"}}'
-    console.print(
-        f"Try: curl -X POST {stack.api_url}/messages -H 'Content-Type: application/json' -d '{body}'",
-        markup=False,
-        soft_wrap=True,
-    )
-    console.print("ready (Ctrl-C to stop)", markup=False)
+    say(f"Try: curl -X POST {stack.api_url}/messages -H 'Content-Type: application/json' -d '{body}'")
+    say("ready (Ctrl-C to stop)")

@@ -51,6 +51,11 @@ def test_asset_versions_are_the_locked_ones(bundled: Synthesized) -> None:
         assert installed[name] == version
 
 
+def test_the_commands_dependencies_stay_out_of_the_asset() -> None:
+    names = {requirement.partition("==")[0] for requirement in runtime_requirements()}
+    assert not names & {"typer", "rich", "pydantic", "pygments", "click", "boto3", "botocore"}
+
+
 def test_the_runtime_requirements_are_the_lock_files_pins() -> None:
     """The asset is built from what is installed; in this repository that is the lock file's set."""
     locked = dict(
