@@ -411,11 +411,13 @@ class Relay:
                 unstamp_claimed_at_ms=None if result.maybe_sent else _own_stamp(entry, claimed_at_ms),
             ):
                 summary.rolled_back += 1
+                summary.errors.append(f"send of {entry.message_id} rolled back: {error}")
                 logger.info(
                     "send rolled back",
                     message_id=entry.message_id,
                     outcome=result.outcome.value,
                     attempts=attempts,
+                    error=error,
                 )
         except _AWS_ERRORS as exc:  # the lease runs out and the entry is tried again: nothing is lost
             summary.relay_errors += 1

@@ -44,6 +44,7 @@ def test_failed_send_rolls_back_the_claim_and_leaves_the_message_exactly_as_it_w
 
     assert (summary.sent, summary.rolled_back) == (0, 1)
     assert summary.retries >= 1  # tenacity re-sent the failed entry before giving up
+    assert summary.errors == [f"send of {message_id} rolled back: InternalError: injected entry failure"]
     assert server_outbox.message(message_id) == before  # whole item unchanged
     entry = _entry_of(server_outbox, message_id)
     assert entry is not None
