@@ -325,6 +325,7 @@ class _Run:
         }
         rng = random.Random(scenario.seed * 7 + slot)  # noqa: S311
         generation = 0
+        lifetimes: list[float] = []  # of this slot's recent runs that ended by themselves
         while not self.stop.is_set():
             generation += 1
             with self.tally.lock:
@@ -347,8 +348,10 @@ class _Run:
                 cwd=PROJECT_ROOT,
             )
             self.tally.relay_started()
+            launched = time.monotonic()
             try:
-                out, _ = process.communicate(timeout=rng.uniform(1.5, 4.0) if kill else 120)
+                out, _ = process.communicate(timeout=_kill_after(rng, lifetimes) if kill else 120)
+                lifetimes[:] = [*lifetimes[-4:], time.monotonic() - launched]
             except subprocess.TimeoutExpired:
                 process.kill()  # SIGKILL
                 out, _ = process.communicate()
@@ -544,3 +547,13 @@ def _fill_figures(figures: Figures, tally: Tally) -> None:
     figures.ingest_abandoned = tally.ingest_abandoned
     figures.ingest_bugs = tally.ingest_bugs[:20]
     figures.relay_summary = tally.relay.as_dict()
+
+
+def _kill_after(rng: random.Random, lifetimes: list[float]) -> float:
+    """When to SIGKILL a relay process: a random moment of a run as long as the slot's recent runs were
+    (their median), so that kills land inside a run also when runs are short (a drained outbox, a fast
+    machine); 1.5-4 s until a run has ended by itself."""
+    if not lifetimes:
+        return rng.uniform(1.5, 4.0)
+    typical = sorted(lifetimes)[len(lifetimes) // 2]
+    return rng.uniform(0.3 * typical, 0.9 * typical)
