@@ -534,3 +534,15 @@ def test_the_guard_names_what_changed_in_moto() -> None:
 
     with pytest.raises(MotoInternalsChanged, match=r"table\.put_item.*MOTO_FINGERPRINTS"):
         check_moto_internals({**MOTO_FINGERPRINTS, "table.put_item": "0" * 64})
+
+
+def test_the_local_extra_pins_the_moto_the_patches_were_reviewed_against() -> None:
+    import tomllib  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from outbox.local.fast_moto import REVIEWED_MOTO_VERSION  # noqa: PLC0415
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert pyproject["project"]["optional-dependencies"]["local"] == [
+        f"moto[server]=={REVIEWED_MOTO_VERSION}"
+    ]
