@@ -57,7 +57,7 @@ class Figures:
     stuck_entries: int = 0
     order_violations: int = 0
     order_violation_samples: list[str] = field(default_factory=list)
-    """Up to 20 `group: #later received before #earlier` (accept indexes), to find the relay runs."""
+    """Up to 20 `group: #a received before #b` (accept indexes; b was accepted first), to find the runs."""
     unexpected_messages: int = 0
     status_samples: int = 0
     status_scans: int = 0
@@ -285,9 +285,9 @@ def order_violations_in(received: list[dict[str, Any]], accepted: list[Accepted]
     for group, indexes in index_of.items():
         got = [indexes[message_id] for message_id in actual.get(group, []) if message_id in indexes]
         violations.extend(
-            f"{group}: #{later} received before #{earlier}"
-            for earlier, later in itertools.pairwise(got)
-            if later < earlier
+            f"{group}: #{first} received before #{second}"  # accept indexes, in the order received
+            for first, second in itertools.pairwise(got)
+            if second < first
         )
     return violations
 
