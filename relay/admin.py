@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,12 +27,7 @@ from outbox.domain import (
 from outbox.errors import InvalidRequest, MessageNotFound
 from outbox.schema import FAILED_INDEX, MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY, TTL_ATTRIBUTE
 from outbox.transactions import client_request_token
-from relay.store import (
-    UNPROCESSED_FIRST_PAUSE_SECONDS,
-    UNPROCESSED_MAX_PAUSE_SECONDS,
-    UNPROCESSED_ROUNDS,
-    ReadsUnprocessed,
-)
+from relay.store import OutboxStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -242,26 +236,8 @@ def _orphaned_parked_entry(
 def orphaned_parked_message_ids(dynamodb: DynamoDBClient, settings: Settings) -> list[str]:
     """Parked entries whose message is gone: each holds its FIFO group until `skip` drops it."""
     parked = [entry[MESSAGE_KEY]["S"] for entry in _parked_entries(dynamodb, settings)]
-    found: set[str] = set()
-    for start in range(0, len(parked), 100):
-        request: dict[str, Any] = {
-            settings.messages_table: {
-                "Keys": [{MESSAGE_KEY: {"S": mid}} for mid in parked[start : start + 100]],
-                "ProjectionExpression": MESSAGE_KEY,
-                "ConsistentRead": True,
-            }
-        }
-        for round_number in range(UNPROCESSED_ROUNDS):
-            response = dynamodb.batch_get_item(RequestItems=request)
-            found.update(
-                item[MESSAGE_KEY]["S"] for item in response["Responses"].get(settings.messages_table, [])
-            )
-            request = dict(response.get("UnprocessedKeys") or {})
-            if not request:
-                break
-            time.sleep(min(UNPROCESSED_MAX_PAUSE_SECONDS, UNPROCESSED_FIRST_PAUSE_SECONDS * 2**round_number))
-        else:
-            raise ReadsUnprocessed("BatchGetItem kept leaving keys unprocessed; try again")
+    store = OutboxStore(dynamodb, messages_table=settings.messages_table, outbox_table=settings.outbox_table)
+    found = store.fetch_messages(parked)  # the relay's bounded read: ReadsUnprocessed if throttled for good
     return [mid for mid in parked if mid not in found]
 
 

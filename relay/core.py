@@ -381,6 +381,8 @@ class Relay:
             if result.outcome is Outcome.HELD_BACK:
                 self._release(entry, token, claimed_at_ms, summary)
                 return
+            # Certainly never in the queue: this claim's resend mark goes with the release or the poison.
+            unstamp = None if result.maybe_sent else _own_stamp(entry, claimed_at_ms)
             counted = result.outcome in {Outcome.FAILED, Outcome.REJECTED}
             attempts = entry.attempts + (1 if counted else 0)
             error = result.error or result.outcome.value
@@ -391,7 +393,7 @@ class Relay:
                     attempts=attempts,
                     error=error,
                     now=self._clock.now(),
-                    unstamp_claimed_at_ms=None if result.maybe_sent else _own_stamp(entry, claimed_at_ms),
+                    unstamp_claimed_at_ms=unstamp,
                 ):
                     summary.poisoned += 1
                     logger.warning(
@@ -408,7 +410,7 @@ class Relay:
                 counted=counted,
                 next_attempt_at_ms=next_attempt,
                 error=error,
-                unstamp_claimed_at_ms=None if result.maybe_sent else _own_stamp(entry, claimed_at_ms),
+                unstamp_claimed_at_ms=unstamp,
             ):
                 summary.rolled_back += 1
                 summary.errors.append(f"send of {entry.message_id} rolled back: {error}")

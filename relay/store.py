@@ -123,7 +123,6 @@ class OutboxStore:
         message_ids: Sequence[str],
         *,
         seconds_left: Callable[[], float] = lambda: float("inf"),
-        sleep: Callable[[float], None] = time.sleep,
     ) -> dict[str, dict[str, Any]]:
         """The message items (status, payload, attributes) of a claim batch, read consistently.
 
@@ -156,7 +155,7 @@ class OutboxStore:
                 if round_number + 1 >= UNPROCESSED_ROUNDS or seconds_left() < pause:
                     left = len(request[self._messages_table]["Keys"])
                     raise ReadsUnprocessed(f"BatchGetItem left {left} key(s) unprocessed")
-                sleep(pause)
+                time.sleep(pause)
         return found
 
     # -- claiming ----------------------------------------------------------------------------------
@@ -316,18 +315,20 @@ class OutboxStore:
             text += " SET " + ", ".join(sets) if sets else ""
             return text + (" ADD attempts :one" if counted else "")
 
-        if unstamp_claimed_at_ms is not None:
-            try:
+        def update(claimed_at_ms: int | None) -> bool:
+            if claimed_at_ms is None:
                 return self._update_entry(
-                    entry,
-                    expression("first_send_at"),
-                    "claim_token = :token AND first_send_at = :claimed_at",
-                    {**values, ":claimed_at": {"N": str(unstamp_claimed_at_ms)}},
-                    stamp_check=True,
+                    entry, expression(), "claim_token = :token", values, stamp_check=False
                 )
-            except _StampNotOurs:
-                pass  # an earlier claim's stamp: keep it, and release without touching it
-        return self._update_entry(entry, expression(), "claim_token = :token", values, stamp_check=False)
+            return self._update_entry(
+                entry,
+                expression("first_send_at"),
+                "claim_token = :token AND first_send_at = :claimed_at",
+                {**values, ":claimed_at": {"N": str(claimed_at_ms)}},
+                stamp_check=True,
+            )
+
+        return _unstamping(update, unstamp_claimed_at_ms)
 
     def _update_entry(
         self,
@@ -375,19 +376,12 @@ class OutboxStore:
         message records. A FAILED message is still owed (its entry is parked for `requeue`): no TTL.
         `unstamp_claimed_at_ms` as for `release`: the message certainly never reached the queue, so this
         claim's `first_send_at` goes and a later `requeue` is not counted as a resend."""
-        if unstamp_claimed_at_ms is not None:
-            try:
-                return self._poison(
-                    entry,
-                    token=token,
-                    attempts=attempts,
-                    error=error,
-                    now=now,
-                    unstamp_ms=unstamp_claimed_at_ms,
-                )
-            except _StampNotOurs:
-                pass  # an earlier claim's stamp: keep it
-        return self._poison(entry, token=token, attempts=attempts, error=error, now=now, unstamp_ms=None)
+        return _unstamping(
+            lambda claimed_at_ms: self._poison(
+                entry, token=token, attempts=attempts, error=error, now=now, unstamp_ms=claimed_at_ms
+            ),
+            unstamp_claimed_at_ms,
+        )
 
     def _poison(
         self, entry: Entry, *, token: str, attempts: int, error: str, now: datetime, unstamp_ms: int | None
@@ -473,3 +467,14 @@ class OutboxStore:
             reasons = [str(reason.get("Code") or "None") for reason in raw]
             old_items = [dict(reason["Item"]) if reason.get("Item") else None for reason in raw]
             raise TransactionCancelled(reasons, old_items) from exc
+
+
+def _unstamping(write: Callable[[int | None], bool], claimed_at_ms: int | None) -> bool:
+    """Give a claim back removing the `first_send_at` it set (`write(claimed_at_ms)`); if the stamp turns
+    out to be an earlier claim's (`_StampNotOurs`), keep it and give the claim back alone (`write(None)`)."""
+    if claimed_at_ms is not None:
+        try:
+            return write(claimed_at_ms)
+        except _StampNotOurs:
+            pass
+    return write(None)
