@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from outbox.domain import EntryState, Status, epoch_millis, iso, utc_now
-from outbox.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
+from outbox.core.domain import EntryState, Status, epoch_millis, iso, utc_now
+from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
-    from outbox.settings import Settings
+    from outbox.core.settings import Settings
 
 LEASE_MILLIS: Final = 60_000
 _FINALIZE_UPDATE: Final = "SET #status = :queued, queued_at = :now, updated_at = :now, sqs_message_id = :sqs"

@@ -115,7 +115,11 @@ def markdown(
         lambda s: "—",
     )
 
-    lines += ["", "Ingest (library `enqueue`; handler latency from `outbox.ingest.handler` on moto):", ""]
+    lines += [
+        "",
+        "Ingest (library `enqueue`; handler latency from `outbox.ingest.handler.handler` on moto):",
+        "",
+    ]
     lines += [_row("per accepted message", [f"{s.payload_kb} KB" for s in scenarios])]
     lines += [_row("---", ["---:"] * len(scenarios))]
     lines.append(_row("AWS calls", [_fmt(s.ingest.calls_per_message) for s in scenarios]))

@@ -19,13 +19,13 @@ from bench import model
 from bench.naive import NaiveRelay
 from bench.units import CallRecord, Meter, item_size, sqs_entry_bytes, totals_by_operation
 from outbox.api import enqueue, outbox_write
-from outbox.clients import CLIENT_CONFIG, reset_clients
-from outbox.domain import Status
+from outbox.core.clients import CLIENT_CONFIG, reset_clients
+from outbox.core.domain import Status
+from outbox.core.settings import Settings
 from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
 from outbox.local.queue import drain_queue, message_id_of
 from outbox.provisioning import Resources, provision
-from outbox.settings import Settings
 from outbox.testing.calls import CallCounter
 from relay.core import Relay, RelayConfig
 
@@ -382,8 +382,8 @@ def _handler_latency(
     payload: dict[str, object],
     count: int,
 ) -> dict[str, float]:
-    """p50/p99 of `outbox.ingest.handler` for `count` POSTs, in-process against moto."""
-    from outbox import ingest  # noqa: PLC0415 - loaded once the environment points at moto
+    """p50/p99 of `outbox.ingest.handler.handler` for `count` POSTs, in-process against moto."""
+    from outbox.ingest import handler as ingest  # noqa: PLC0415 - loaded once the environment points at moto
 
     resources = provision(lookup, lookup_sqs, prefix=prefix)
     body = json.dumps({"payload": payload})

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
-HANDLER_MODULES: Final = ("outbox.ingest", "relay.handler")
+HANDLER_MODULES: Final = ("outbox.ingest.handler", "relay.handler")
 _TIMER: Final = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
 

@@ -10,9 +10,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from outbox.core.settings import Settings
 from outbox.local.queue import drain_queue, message_id_of
 from outbox.provisioning import Resources
-from outbox.settings import Settings
 from outbox.testing.faults import SQS_DEDUPLICATION_SECONDS
 
 ALLOWED_MOVES = {("PENDING", "QUEUED"), ("PENDING", "FAILED")}

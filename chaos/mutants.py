@@ -47,11 +47,11 @@ ALWAYS: Final = "attribute_not_exists(guard_removed)"
 TEST_TIMEOUT_SECONDS: Final = 120
 
 STORE: Final = "relay/store.py"
-ADMIN: Final = "relay/admin.py"
+ADMIN: Final = "outbox/ops/admin.py"
 CORE: Final = "relay/core.py"
 SENDER: Final = "relay/sender.py"
-INGEST: Final = "outbox/transactions.py"
-SERVICE: Final = "outbox/service.py"
+INGEST: Final = "outbox/data/transactions.py"
+SERVICE: Final = "outbox/ingest/service.py"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ _SKIP_MESSAGE = removed(ADMIN, "skip", "#status = :failed")
 _SKIP_ENTRY = removed(ADMIN, "_delete_parked", "#state = :parked")
 
 MUTANTS: Final[tuple[Mutant, ...]] = (
-    # -- ingest (outbox/transactions.py, outbox/service.py) --
+    # -- ingest (outbox/data/transactions.py, outbox/ingest/service.py) --
     Mutant(
         "ingest-message-is-new",
         "ingest: message Put `attribute_not_exists(#id)`",
@@ -310,7 +310,7 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         (_POISON_MESSAGE, _POISON_ENTRY),
         ("test_a_stale_poison_after_another_relays_finalize_changes_nothing",),
     ),
-    # -- requeue and skip (relay/admin.py) --
+    # -- requeue and skip (outbox/ops/admin.py) --
     Mutant(
         "requeue-message-failed",
         "requeue: message `#status = :failed`",

@@ -25,8 +25,8 @@ from chaos.kills import (
     fault_counts,
     install_faults,
 )
-from outbox.clients import dynamodb_client, sqs_client
-from outbox.settings import Settings
+from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.settings import Settings
 from outbox.testing.calls import CallCounter
 from outbox.testing.faults import DedupLedger, FaultInjector
 from relay.core import Relay

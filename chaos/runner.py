@@ -46,14 +46,14 @@ from chaos.kills import (
     install_faults,
 )
 from outbox.api import enqueue
-from outbox.clients import CLIENT_CONFIG
-from outbox.errors import InvalidRequest
+from outbox.core.clients import CLIENT_CONFIG
+from outbox.core.errors import InvalidRequest
+from outbox.core.settings import Settings
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
+from outbox.ops import admin
 from outbox.provisioning import Resources, provision
-from outbox.settings import Settings
 from outbox.testing.calls import CallCounter
 from outbox.testing.faults import Crash, DedupLedger, FaultInjector
-from relay import admin
 from relay.core import Relay
 from relay.entries import RunSummary
 
@@ -184,7 +184,7 @@ class _Run:
         """FIFO: shared by every relay's SQS faults, so none fails a resend SQS would accept."""
 
     def client(self, service: str, session: Any = None) -> Any:
-        """A client of its own (faults and kill switches are per client), built as `outbox.clients` does.
+        """A client of its own (faults and kill switches are per client), built as `outbox.core.clients` does.
         A caller that builds many passes its own session, which loads each service model once."""
         return (session or botocore.session.get_session()).create_client(
             service, endpoint_url=self.aws.endpoint_url, config=CLIENT_CONFIG, region_name="us-east-1"

@@ -2,7 +2,7 @@
 
 Synthesizes the stack (real bundling), deploys it to a serialized moto server, then runs the handlers
 in-process as the deployed functions would run: with each function's environment as the emulator's Lambda
-stores it. A message is posted through `outbox.ingest.handler`; `relay.handler.handler` (when present)
+stores it. A message is posted through `outbox.ingest.handler.handler`; `relay.handler.handler` (when present)
 moves it to the deployed queue; the rehearsal checks it is QUEUED and receives it. moto does not run
 Lambda (no Docker) nor create the API or the alarms: the template tests cover those.
 """
@@ -164,7 +164,7 @@ def _status(ingest: ModuleType, message_id: str) -> str | None:
 
 
 def _receive(queue_url: str, message_id: str) -> dict[str, Any] | None:
-    from outbox.clients import sqs_client  # noqa: PLC0415
+    from outbox.core.clients import sqs_client  # noqa: PLC0415
 
     response = sqs_client().receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=1
@@ -207,7 +207,7 @@ def _emf_metrics(printed: str) -> dict[str, Any]:
 def _cold_start(module_name: str, *, fresh: bool = True) -> ModuleType:
     """The module as a new Lambda container would load it: clients and settings built from this
     environment, not from whatever an earlier run in this process cached at module level."""
-    from outbox.clients import reset_clients  # noqa: PLC0415
+    from outbox.core.clients import reset_clients  # noqa: PLC0415
 
     module = importlib.import_module(module_name)
     if fresh:
@@ -222,7 +222,7 @@ def _cold_start(module_name: str, *, fresh: bool = True) -> ModuleType:
 @contextlib.contextmanager
 def _function_environment(variables: Mapping[str, str]) -> Iterator[None]:
     """The deployed function's variables for the duration of the run, clients forgotten on both sides."""
-    from outbox.clients import reset_clients  # noqa: PLC0415
+    from outbox.core.clients import reset_clients  # noqa: PLC0415
 
     with mock.patch.dict(os.environ, {**variables, "POWERTOOLS_LOG_LEVEL": "WARNING"}):
         reset_clients()

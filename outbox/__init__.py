@@ -2,10 +2,10 @@
 
 Public API: `outbox_write` (actions for your own transaction), `enqueue` (a transaction of its own),
 `explain_cancellation` (why your transaction holding an outbox write was cancelled), `Settings`, `Status`,
-and the errors in `outbox.errors`.
+and the errors in `outbox.core.errors`.
 
 The names are resolved on first use (PEP 562), so importing one submodule (the relay's handler imports
-`outbox.clients`) does not import the ingest path with it: a cold start pays only for what it runs.
+`outbox.core.clients`) does not import the ingest path with it: a cold start pays only for what it runs.
 """
 
 from __future__ import annotations
@@ -16,32 +16,32 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from outbox.api import OutboxWrite, enqueue, outbox_write
-    from outbox.cancellation import (
+    from outbox.core.domain import Status
+    from outbox.core.errors import IdempotencyConflict, InvalidRequest, OutboxError, StoreUnavailable
+    from outbox.core.settings import Settings, SettingsError
+    from outbox.data.cancellation import (
         CancellationExplanation,
         CancellationKind,
         ItemFailure,
         explain_cancellation,
     )
-    from outbox.domain import Status
-    from outbox.errors import IdempotencyConflict, InvalidRequest, OutboxError, StoreUnavailable
-    from outbox.service import Accepted
-    from outbox.settings import Settings, SettingsError
+    from outbox.ingest.service import Accepted
 
 _EXPORTS = {
-    "Accepted": "outbox.service",
-    "CancellationExplanation": "outbox.cancellation",
-    "CancellationKind": "outbox.cancellation",
-    "IdempotencyConflict": "outbox.errors",
-    "InvalidRequest": "outbox.errors",
-    "ItemFailure": "outbox.cancellation",
-    "OutboxError": "outbox.errors",
+    "Accepted": "outbox.ingest.service",
+    "CancellationExplanation": "outbox.data.cancellation",
+    "CancellationKind": "outbox.data.cancellation",
+    "IdempotencyConflict": "outbox.core.errors",
+    "InvalidRequest": "outbox.core.errors",
+    "ItemFailure": "outbox.data.cancellation",
+    "OutboxError": "outbox.core.errors",
     "OutboxWrite": "outbox.api",
-    "Settings": "outbox.settings",
-    "SettingsError": "outbox.settings",
-    "Status": "outbox.domain",
-    "StoreUnavailable": "outbox.errors",
+    "Settings": "outbox.core.settings",
+    "SettingsError": "outbox.core.settings",
+    "Status": "outbox.core.domain",
+    "StoreUnavailable": "outbox.core.errors",
     "enqueue": "outbox.api",
-    "explain_cancellation": "outbox.cancellation",
+    "explain_cancellation": "outbox.data.cancellation",
     "outbox_write": "outbox.api",
 }
 

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from outbox.cancellation import CancellationExplanation, explain_cancellation
-from outbox.clients import dynamodb_client
-from outbox.domain import ANONYMOUS
-from outbox.service import Accepted, accept
-from outbox.settings import Settings
-from outbox.store import MessageStore
-from outbox.transactions import prepare_message, transaction_items
-from outbox.validation import validate_message
+from outbox.core.clients import dynamodb_client
+from outbox.core.domain import ANONYMOUS
+from outbox.core.settings import Settings
+from outbox.data.cancellation import CancellationExplanation, explain_cancellation
+from outbox.data.store import MessageStore
+from outbox.data.transactions import prepare_message, transaction_items
+from outbox.ingest.service import Accepted, accept
+from outbox.ingest.validation import validate_message
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -40,7 +40,7 @@ class OutboxWrite:
 
     If your transaction is cancelled, `explain(exc, items)` says whether the outbox's items caused it:
     a replay of your earlier committed request (same idempotency key, same request), an idempotency
-    conflict, a conflict to retry, or only your own items failing (`outbox.cancellation`).
+    conflict, a conflict to retry, or only your own items failing (`outbox.data.cancellation`).
     """
 
     message_id: str

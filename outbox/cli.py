@@ -43,8 +43,9 @@ from botocore.exceptions import (
 from rich.console import Console
 from rich.table import Table
 
-from outbox.clients import dynamodb_client, reset_clients, sqs_client
-from outbox.errors import InvalidRequest, MessageNotFound, OutboxError
+from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.errors import InvalidRequest, MessageNotFound, OutboxError
+from outbox.core.settings import Settings, SettingsError
 from outbox.provisioning import (
     DEFAULT_PREFIX,
     EMULATOR_CREDENTIALS,
@@ -53,7 +54,6 @@ from outbox.provisioning import (
     prefix_problem,
     provision,
 )
-from outbox.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from relay.entries import RunSummary
@@ -334,7 +334,7 @@ def requeue(
 
     Example: outbox requeue 0190c6d2-...   or   outbox requeue --all-failed
     """
-    from relay import admin  # noqa: PLC0415
+    from outbox.ops import admin  # noqa: PLC0415
 
     if all_failed == (message_id is not None):
         raise typer.BadParameter("give a MESSAGE_ID or --all-failed, not both or neither")
@@ -377,7 +377,7 @@ def skip(
 
     Example: outbox skip 0190c6d2-...
     """
-    from relay import admin  # noqa: PLC0415
+    from outbox.ops import admin  # noqa: PLC0415
 
     settings = Settings.from_env()
     _require_aws()
@@ -400,7 +400,7 @@ def clear_owed_ttl(
 
     Example: outbox clear-owed-ttl --dry-run
     """
-    from relay import admin  # noqa: PLC0415
+    from outbox.ops import admin  # noqa: PLC0415
 
     settings = Settings.from_env()
     _require_aws()
@@ -433,10 +433,10 @@ def status(
 
     Example: outbox status 0190c6d2-... --payload
     """
-    from outbox import exact_json  # noqa: PLC0415
-    from outbox.domain import is_issued_message_id  # noqa: PLC0415
-    from outbox.service import status_record  # noqa: PLC0415
-    from outbox.store import MessageStore  # noqa: PLC0415
+    from outbox.core import exact_json  # noqa: PLC0415
+    from outbox.core.domain import is_issued_message_id  # noqa: PLC0415
+    from outbox.data.store import MessageStore  # noqa: PLC0415
+    from outbox.ingest.service import status_record  # noqa: PLC0415
 
     if not is_issued_message_id(message_id):  # DynamoDB refuses an over-long key instead of missing it
         raise MessageNotFound(message_id)
@@ -463,7 +463,7 @@ def stats(
 
     Example: outbox stats --json
     """
-    from relay import admin  # noqa: PLC0415
+    from outbox.ops import admin  # noqa: PLC0415
 
     settings = Settings.from_env()
     _require_aws()

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from outbox.schema import (
+from outbox.core.schema import (
     DLQ_MAX_RECEIVE_COUNT,
     DLQ_SUFFIX,
     FIFO_SUFFIX,
@@ -21,7 +21,7 @@ from outbox.schema import (
     messages_table_definition,
     outbox_table_definition,
 )
-from outbox.sqs_errors import sqs_error_code
+from outbox.core.sqs_errors import sqs_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Final
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from outbox.clients import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
-from outbox.domain import EntryState, Status, epoch_millis, time_ordered_id_millis
-from outbox.settings import FIFO_RESEND_WINDOW_SECONDS
+from outbox.core.clients import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
+from outbox.core.domain import EntryState, Status, epoch_millis, time_ordered_id_millis
+from outbox.core.settings import FIFO_RESEND_WINDOW_SECONDS
 from relay.clock import Clock, SystemClock
 from relay.entries import Entry, RunSummary
 from relay.retry import RetryPolicy, backoff_seconds
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
-    from outbox.settings import Settings
+    from outbox.core.settings import Settings
 
 logger = Logger(service="outbox-relay", child=True)
 _AWS_ERRORS: Final = (BotoCoreError, ClientError, TransactionCancelled, ReadsUnprocessed)

@@ -9,8 +9,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from outbox.clients import dynamodb_client, sqs_client
-from outbox.settings import Settings
+from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.settings import Settings
 from relay.clock import SystemClock
 from relay.core import Relay
 from relay.entries import RunSummary

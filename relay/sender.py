@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from outbox.sqs_errors import sqs_error_code
+from outbox.core.sqs_errors import sqs_error_code
 from relay.entries import Entry
 from relay.retry import RetryPolicy
 

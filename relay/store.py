@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from outbox.domain import EntryState, Status, iso
-from outbox.errors import StoreUnavailable
-from outbox.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, TTL_ATTRIBUTE
-from outbox.settings import Settings
-from outbox.transactions import client_request_token
+from outbox.core.domain import EntryState, Status, iso
+from outbox.core.errors import StoreUnavailable
+from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, TTL_ATTRIBUTE
+from outbox.core.settings import Settings
+from outbox.data.transactions import client_request_token
 from relay.entries import Entry
 
 if TYPE_CHECKING:

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from outbox import enqueue, ingest
-from outbox.clients import dynamodb_client, reset_clients, sqs_client
+from outbox import enqueue
+from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.settings import Settings
+from outbox.ingest import handler as ingest
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
 from outbox.local.events import http_api_event, local_context
 from outbox.local.queue import drain_queue
 from outbox.provisioning import Resources, provision
-from outbox.settings import Settings
 from outbox.testing.strict import install_strict_contract
 from relay.core import Relay, RelayConfig
 from relay.entries import RunSummary
@@ -141,7 +142,7 @@ def call_ingest(
     headers: dict[str, str] | None = None,
     **event_options: Any,
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Invoke `outbox.ingest.handler` with an HTTP API event; returns status, JSON body, headers."""
+    """Invoke `outbox.ingest.handler.handler` with an HTTP API event; returns status, JSON body, headers."""
     text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
     event = http_api_event(method, path, body=text, headers=headers, **event_options)
     response = ingest.handler(event, local_context())

@@ -10,13 +10,13 @@ from collections.abc import Callable
 
 import pytest
 
-from outbox.clients import dynamodb_client, sqs_client
-from outbox.domain import EntryState, Status
-from outbox.errors import MessageNotFound
+from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.domain import EntryState, Status
+from outbox.core.errors import MessageNotFound
 from outbox.local.emulator import EmbeddedAws
 from outbox.local.queue import message_id_of
+from outbox.ops import admin
 from outbox.testing.faults import FaultInjector, FaultKind
-from relay import admin
 from tests.conftest import Outbox, ingest_messages, make_relay, receive_all, run_outbox, run_relay
 
 pytestmark = pytest.mark.server

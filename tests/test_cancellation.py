@@ -16,7 +16,7 @@ from outbox import (
     explain_cancellation,
     outbox_write,
 )
-from outbox.clients import dynamodb_client
+from outbox.core.clients import dynamodb_client
 from tests.conftest import Outbox
 
 ORDERS = "orders"

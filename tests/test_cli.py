@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from outbox.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.local.emulator import EmbeddedAws
 from tests.conftest import run_outbox
 

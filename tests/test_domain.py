@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outbox.domain import (
+from outbox.core.domain import (
     ALLOWED_TRANSITIONS,
     Status,
     _Uuid7Source,
@@ -18,7 +18,7 @@ from outbox.domain import (
     shard_for,
     time_ordered_id_millis,
 )
-from outbox.transactions import CLIENT_REQUEST_TOKEN_LENGTH, client_request_token
+from outbox.data.transactions import CLIENT_REQUEST_TOKEN_LENGTH, client_request_token
 
 
 def test_no_status_moves_backwards_except_requeue() -> None:

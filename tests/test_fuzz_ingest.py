@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from outbox import ingest
-from outbox.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.ingest import handler as ingest
 from outbox.local.events import http_api_event, local_context
 from outbox.provisioning import Resources, provision
 

@@ -24,10 +24,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from outbox import enqueue, outbox_write
-from outbox.clients import CLIENT_CONFIG, dynamodb_client, sqs_client
-from outbox.domain import EntryState, Status, epoch_millis, utc_now
+from outbox.core.clients import CLIENT_CONFIG, dynamodb_client, sqs_client
+from outbox.core.domain import EntryState, Status, epoch_millis, utc_now
 from outbox.local.queue import message_id_of
-from relay import admin
+from outbox.ops import admin
 from relay.entries import Entry
 from relay.store import FinalizeResult, OutboxStore
 from tests.conftest import FakeClock, Outbox, call_ingest, ingest_messages, make_relay, receive_all, run_relay
@@ -644,7 +644,7 @@ def test_an_entry_id_collision_writes_nothing(scene: Scene) -> None:
     assert scene.received() == [first.message_id]
 
 
-# -- clearing the TTL older versions gave owed messages (relay/admin.py `clear_owed_ttl`) --------------
+# -- clearing the TTL older versions gave owed messages (outbox/ops/admin.py `clear_owed_ttl`) --------------
 
 
 def _legacy_ttl(scene: Scene, message_id: str) -> None:

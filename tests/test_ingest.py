@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from outbox import ingest
-from outbox.clients import dynamodb_client
-from outbox.domain import shard_for
+from outbox.core.clients import dynamodb_client
+from outbox.core.domain import shard_for
+from outbox.data.transactions import CLIENT_REQUEST_TOKEN_LENGTH
+from outbox.ingest import handler as ingest
 from outbox.testing.faults import FaultInjector, FaultKind
-from outbox.transactions import CLIENT_REQUEST_TOKEN_LENGTH
 from tests.conftest import Outbox, call_ingest
 
 ALICE = "arn:aws:iam::111122223333:user/alice"

@@ -17,10 +17,10 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ClientError
 
-from outbox.clients import dynamodb_client
+from outbox.core.clients import dynamodb_client
+from outbox.data.transactions import CLIENT_REQUEST_TOKEN_LENGTH, client_request_token
 from outbox.testing.faults import FaultInjector, FaultKind
 from outbox.testing.request_tokens import TOKEN_WINDOW_SECONDS, TokenMemory
-from outbox.transactions import CLIENT_REQUEST_TOKEN_LENGTH, client_request_token
 from tests.conftest import Outbox, call_ingest
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from outbox import ingest
+from outbox.ingest import handler as ingest
 from outbox.local.events import http_api_event, local_context
 from tests.conftest import Outbox, call_ingest
 

@@ -67,7 +67,7 @@ def test_the_installed_packages_come_from_the_wheel_not_the_checkout(
     report = _run(
         fresh_venv / "bin" / "python",
         "-c",
-        "import json, outbox, relay.handler, outbox.cdk, outbox.ingest; "
+        "import json, outbox, relay.handler, outbox.cdk, outbox.ingest.handler; "
         "print(json.dumps({'outbox': outbox.__file__, 'relay': relay.handler.__file__, "
         "'version': outbox.__version__, 'typed': (__import__('pathlib').Path(outbox.__file__).parent "
         "/ 'py.typed').exists()}))",

@@ -15,9 +15,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from outbox import cli
-from outbox.clients import dynamodb_client
-from outbox.domain import is_issued_message_id, keyed_message_id, new_time_ordered_id
-from outbox.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
+from outbox.core.clients import dynamodb_client
+from outbox.core.domain import is_issued_message_id, keyed_message_id, new_time_ordered_id
+from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
 from outbox.testing.strict import install_strict_contract
 from tests.conftest import Outbox, call_ingest
 

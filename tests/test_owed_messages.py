@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from outbox.clients import dynamodb_client, sqs_client
-from outbox.domain import EntryState, Status
+from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.domain import EntryState, Status
 from outbox.local.queue import message_id_of
+from outbox.ops import admin
 from outbox.testing.faults import FaultInjector, FaultKind
 from outbox.testing.ttl import sweep_expired
-from relay import admin
 from tests.conftest import FakeClock, Outbox, ingest_messages, make_relay, receive_all, run_outbox, run_relay
 
 pytestmark = pytest.mark.server

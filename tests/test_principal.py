@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-from outbox import ingest
-from outbox.clients import dynamodb_client
-from outbox.domain import keyed_message_id
-from outbox.errors import MessageNotFound
+from outbox.core.clients import dynamodb_client
+from outbox.core.domain import keyed_message_id
+from outbox.core.errors import MessageNotFound
+from outbox.data.store import MessageStore
+from outbox.ingest import handler as ingest
+from outbox.ingest.requests import principal_from_iam
+from outbox.ingest.service import accept, message_status
+from outbox.ingest.validation import validate_message
 from outbox.local.events import http_api_event, local_context
-from outbox.requests import principal_from_iam
-from outbox.service import accept, message_status
-from outbox.store import MessageStore
-from outbox.validation import validate_message
 from tests.conftest import Outbox
 
 ACCOUNT = "111122223333"

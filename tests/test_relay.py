@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from outbox.clients import dynamodb_client, sqs_client
-from outbox.domain import Status
+from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.domain import Status
 from outbox.local.queue import message_id_of
 from outbox.testing.calls import CallCounter
 from outbox.testing.faults import Crash, CrashAfter

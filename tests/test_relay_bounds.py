@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from outbox.clients import dynamodb_client, sqs_client
-from outbox.domain import EntryState
+from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.domain import EntryState
+from outbox.core.settings import FIFO_RESEND_WINDOW_SECONDS
 from outbox.local.queue import message_id_of
-from outbox.settings import FIFO_RESEND_WINDOW_SECONDS
+from outbox.ops import admin
 from outbox.testing.faults import FaultInjector, FaultKind
-from relay import admin
 from relay.store import UNPROCESSED_ROUNDS
 from tests.conftest import FakeClock, Outbox, ingest_messages, make_relay, receive_all, run_relay
 

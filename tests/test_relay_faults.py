@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from outbox.clients import dynamodb_client, sqs_client
-from outbox.domain import EntryState, Status, epoch_millis
+from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.domain import EntryState, Status, epoch_millis
 from outbox.local.queue import message_id_of
+from outbox.ops import admin
 from outbox.testing.faults import DedupLedger, FaultInjector, FaultKind
-from relay import admin
 from relay.entries import RunSummary
 from tests.conftest import (
     FakeClock,

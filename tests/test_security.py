@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from outbox.clients import dynamodb_client, sqs_client
+from outbox.core.clients import dynamodb_client, sqs_client
 from outbox.testing.faults import FaultInjector, FaultKind
 from tests.conftest import FakeClock, Outbox, call_ingest, make_relay, run_relay
 

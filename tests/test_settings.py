@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from outbox.settings import Settings, SettingsError
+from outbox.core.settings import Settings, SettingsError
 
 BASE = {"MESSAGES_TABLE": "m", "OUTBOX_TABLE": "o", "QUEUE_URL": "http://localhost/123/q"}
 

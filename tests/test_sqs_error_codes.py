@@ -15,10 +15,10 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.parsers import create_parser
 
-from outbox.clients import sqs_client
-from outbox.domain import EntryState, Status
+from outbox.core.clients import sqs_client
+from outbox.core.domain import EntryState, Status
+from outbox.core.sqs_errors import QUERY_ERROR_CODES, query_error_code, sqs_error_code
 from outbox.local.queue import message_id_of
-from outbox.sqs_errors import QUERY_ERROR_CODES, query_error_code, sqs_error_code
 from outbox.testing.faults import FaultInjector, FaultKind
 from outbox.testing.strict import install_strict_contract
 from relay.entries import Entry

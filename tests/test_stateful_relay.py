@@ -17,12 +17,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from moto import mock_aws
 
 from outbox import enqueue
-from outbox.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.settings import Settings
 from outbox.local.queue import message_id_of
+from outbox.ops import admin
 from outbox.provisioning import provision
-from outbox.settings import Settings
 from outbox.testing.faults import Crash, CrashAfter
-from relay import admin
 from tests.conftest import FakeClock, make_relay, receive_all
 
 RANK = {"PENDING": 0, "FAILED": 0, "QUEUED": 1}

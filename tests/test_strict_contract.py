@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from outbox.clients import dynamodb_client, sqs_client
+from outbox.core.clients import dynamodb_client, sqs_client
 from outbox.testing.strict import install_strict_contract
 from tests.conftest import Outbox
 

@@ -15,8 +15,8 @@ from enum import StrEnum
 from typing import Final
 
 from outbox.cdk.names import DEFAULT_ACCOUNT, DEFAULT_REGION, DEFAULT_STACK_NAME
-from outbox.schema import FIFO_SUFFIX
-from outbox.settings import Settings, SettingsError
+from outbox.core.schema import FIFO_SUFFIX
+from outbox.core.settings import Settings, SettingsError
 
 PLACEHOLDER_MESSAGES_TABLE: Final = "synth-check-messages"
 PLACEHOLDER_OUTBOX_TABLE: Final = "synth-check-outbox"

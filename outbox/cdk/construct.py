@@ -2,7 +2,7 @@
 
 A team can put this construct in its own stack and let its own functions write messages in their own
 transactions with `grant_enqueue` (docs/design.md §5, library API); the standalone stack adds the ingest
-API and the alarms around it. Tables are built from `outbox.schema`, the same definitions `outbox init`
+API and the alarms around it. Tables are built from `outbox.core.schema`, the same definitions `outbox init`
 and the tests use.
 """
 
@@ -24,7 +24,7 @@ from outbox.cdk.bundling import lambda_code
 from outbox.cdk.config import RemovalPolicyName, StackConfig, settings_environment
 from outbox.cdk.function import OutboxFunction
 from outbox.cdk.names import RELAY_HANDLER
-from outbox.schema import (
+from outbox.core.schema import (
     DLQ_MAX_RECEIVE_COUNT,
     FAILED_INDEX,
     QUEUE_MAX_MESSAGE_BYTES,
@@ -46,7 +46,7 @@ SCHEDULE_MAX_EVENT_AGE: Final = cdk.Duration.seconds(60)
 # `ConditionCheck` action, so no role gets `dynamodb:ConditionCheckItem`. `sqs:SendMessage` also authorizes
 # `SendMessageBatch`. Tables use the AWS managed DynamoDB key and queues SSE-SQS: no `kms:*` for anyone.
 ENQUEUE_MESSAGES_ACTIONS: Final = ("dynamodb:PutItem",)
-"""The message Put of the ingest transaction (outbox/transactions.py)."""
+"""The message Put of the ingest transaction (outbox/data/transactions.py)."""
 ENQUEUE_OUTBOX_ACTIONS: Final = ("dynamodb:PutItem",)
 """The entry Put of the same transaction."""
 READ_STATUS_ACTIONS: Final = ("dynamodb:GetItem",)
@@ -65,7 +65,7 @@ ADMIN_MESSAGES_ACTIONS: Final = (
     "dynamodb:Scan",
     "dynamodb:UpdateItem",
 )
-"""The operator commands (relay/admin.py): `status`, `requeue` and `skip` read the message (GetItem);
+"""The operator commands (outbox/ops/admin.py): `status`, `requeue` and `skip` read the message (GetItem);
 `stats` counts statuses (Scan) and looks up the messages of parked entries (BatchGetItem); `requeue` and
 `skip` update the message in their transaction; `clear-owed-ttl` scans for owed messages and removes
 their TTL (Scan, UpdateItem)."""
@@ -192,7 +192,7 @@ class OutboxConstruct(Construct):
         )
 
     def grant_admin(self, grantee: iam.IGrantable) -> iam.Grant:
-        """What the operator commands (`outbox status/stats/requeue/skip/clear-owed-ttl`, relay/admin.py)
+        """What the operator commands (`outbox status/stats/requeue/skip/clear-owed-ttl`, outbox/ops/admin.py)
         call. They run from an operator's machine, never from a function of this construct: grant it to a
         person's or a pipeline's role, or attach the stack's `OperatorPolicyArn` managed policy."""
         return _grant(grantee, *self._admin_grants())
@@ -246,7 +246,7 @@ def _grant(grantee: iam.IGrantable, *grants: tuple[tuple[str, ...], list[str]]) 
 
 
 class _TableSchema:
-    """Reads a `CreateTable` definition from `outbox.schema` into CDK key and index arguments."""
+    """Reads a `CreateTable` definition from `outbox.core.schema` into CDK key and index arguments."""
 
     _TYPES: Final = {
         "S": dynamodb.AttributeType.STRING,

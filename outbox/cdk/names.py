@@ -10,7 +10,7 @@ DEFAULT_ACCOUNT: Final = "123456789012"
 DEFAULT_REGION: Final = "us-east-1"
 
 # Lambda entry points (docs/design.md §5): a contract with the code, tested against the built asset.
-INGEST_HANDLER: Final = "outbox.ingest.handler"
+INGEST_HANDLER: Final = "outbox.ingest.handler.handler"
 RELAY_HANDLER: Final = "relay.handler.handler"
 
 # Metrics the relay publishes through Powertools EMF (relay/handler.py); the alarms watch them.

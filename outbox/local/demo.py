@@ -22,13 +22,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from outbox.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.settings import Settings
 from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
 from outbox.local.ordering import group_order_violations
 from outbox.local.queue import drain_queue, message_id_of
 from outbox.provisioning import Resources, provision
-from outbox.settings import Settings
 from outbox.testing.calls import CallCounter
 from outbox.testing.faults import FaultInjector, FaultKind
 from relay.core import Relay
@@ -117,7 +117,7 @@ def _ingest(
 ) -> list[tuple[str, str | None]]:
     """(message_id, group) of each accepted message, in the order of acceptance (one request at a time:
     each group's order is the order its messages were accepted in)."""
-    from outbox import ingest  # noqa: PLC0415 - loads the handler once the environment points at moto
+    from outbox.ingest import handler as ingest  # noqa: PLC0415 - loads the handler once the environment points at moto
 
     ingest._settings.cache_clear()
     context = local_context(30)

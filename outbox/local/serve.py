@@ -1,7 +1,7 @@
 """`outbox serve`: a local stack to curl and to point the AWS CLI at.
 
 An embedded moto server (the tables and queue), a local HTTP endpoint that turns each request into the
-HTTP API 2.0 event the deployed API would send `outbox.ingest.handler`, and the relay on a timer (the
+HTTP API 2.0 event the deployed API would send `outbox.ingest.handler.handler`, and the relay on a timer (the
 local stand-in for the EventBridge schedule). Ctrl-C (or SIGTERM) stops all three and exits 0.
 """
 
@@ -22,11 +22,11 @@ from typing import Any, TextIO
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from outbox.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.settings import Settings
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws, serve_wsgi
 from outbox.local.events import http_api_event, local_context
 from outbox.provisioning import provision
-from outbox.settings import Settings
 from relay.core import Relay
 
 ANONYMOUS_NOTE = "requests are anonymous here (no IAM signature); the deployed API requires SigV4"
@@ -112,7 +112,7 @@ def serve(*, port: int, aws_port: int, relay_every: float, fifo: bool, out: Text
     # The relay's own log lines would reach stderr bare ("relay step stopped"); its summary says why.
     logging.getLogger("outbox-relay").addHandler(logging.NullHandler())
 
-    from outbox import ingest  # noqa: PLC0415 - the handler's logger reads the environment set above
+    from outbox.ingest import handler as ingest  # noqa: PLC0415 - the handler's logger reads the environment set above
 
     api = _listen("the local API (--port)", port, IngestGateway(ingest.handler))
     try:

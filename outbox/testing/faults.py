@@ -30,7 +30,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
-from outbox.sqs_errors import query_error_code
+from outbox.core.sqs_errors import query_error_code
 
 
 class FaultKind(StrEnum):

@@ -5,7 +5,7 @@ id with spaces, a deduplication id on a standard queue, and a key lookup (`GetIt
 `BatchGetItem`, a transaction's `ConditionCheck` or `Delete`) with a partition key over 2,048 bytes or a sort
 key over 1,024. Installed on a client, this hook checks every call's parameters before they are sent and
 raises the `ClientError` AWS would return, with the code as botocore reports AWS's answer: SQS errors in
-SQS's own spelling (`AWS.SimpleQueueService.BatchRequestTooLong`, see `outbox.sqs_errors`).
+SQS's own spelling (`AWS.SimpleQueueService.BatchRequestTooLong`, see `outbox.core.sqs_errors`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from outbox.schema import OUTBOX_SORT_KEY
-from outbox.sqs_errors import query_error_code
+from outbox.core.schema import OUTBOX_SORT_KEY
+from outbox.core.sqs_errors import query_error_code
 
 MAX_TOKEN_LENGTH: Final = 36
 MAX_TRANSACTION_ACTIONS: Final = 100

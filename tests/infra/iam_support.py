@@ -14,9 +14,9 @@ from typing import Any, Final
 
 import botocore.session
 
-from outbox.clients import CLIENT_CONFIG
-from outbox.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
-from outbox.settings import Settings
+from outbox.core.clients import CLIENT_CONFIG
+from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
+from outbox.core.settings import Settings
 from tests.infra.stack_support import Synthesized
 
 Need = tuple[str, str]

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from outbox import cli
 from outbox.cdk import names
-from outbox.clients import dynamodb_client
+from outbox.core.clients import dynamodb_client
 from relay.core import Relay, RelayConfig
 from tests.conftest import FAST_RETRIES, FakeClock, Outbox, call_ingest, ingest_messages, receive_all
 from tests.infra.iam_support import (
@@ -131,9 +131,9 @@ def test_nothing_grants_condition_checks_or_queue_attributes(synthesized: Synthe
 def test_ingest_handler_calls_exactly_what_its_role_grants(
     outbox: Outbox, recorder: NeedsRecorder, synthesized: Synthesized, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The handler builds its client through outbox.clients: hand it a recorded one.
+    # The handler builds its client through outbox.core.clients: hand it a recorded one.
     client = recorder.client("dynamodb")
-    monkeypatch.setattr("outbox.ingest.dynamodb_client", lambda: client)
+    monkeypatch.setattr("outbox.ingest.handler.dynamodb_client", lambda: client)
     key = {"Idempotency-Key": "order-1"}
     status, accepted, _ = call_ingest("POST", "/messages", {"payload": {"n": 1}}, headers=key)
     assert status == 202

@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match, Template
 
 from outbox.cdk import names
 from outbox.cdk.config import PLACEHOLDER_MESSAGES_TABLE
-from outbox.schema import (
+from outbox.core.schema import (
     DLQ_MAX_RECEIVE_COUNT,
     FAILED_INDEX,
     MESSAGE_KEY,
@@ -20,7 +20,7 @@ from outbox.schema import (
     messages_table_definition,
     outbox_table_definition,
 )
-from outbox.settings import Settings
+from outbox.core.settings import Settings
 from tests.infra.stack_support import VARIANT_TOPIC_ARN, Synthesized
 
 

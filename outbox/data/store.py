@@ -1,5 +1,5 @@
 """The Messages table as the ingest path sees it: one adapter that runs the ingest transaction and reads
-messages, translating DynamoDB's errors into the outbox's own (`outbox.errors`)."""
+messages, translating DynamoDB's errors into the outbox's own (`outbox.core.errors`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from outbox.errors import StoreUnavailable
-from outbox.schema import MESSAGE_KEY
-from outbox.transactions import client_request_token
+from outbox.core.errors import StoreUnavailable
+from outbox.core.schema import MESSAGE_KEY
+from outbox.data.transactions import client_request_token
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
-from outbox.domain import (
+from outbox.core.domain import (
     ANONYMOUS,
     EntryState,
     Status,
@@ -26,8 +26,8 @@ from outbox.domain import (
     shard_for,
     utc_now,
 )
-from outbox.schema import MESSAGE_KEY, OUTBOX_SORT_KEY
-from outbox.validation import MessageRequest
+from outbox.core.schema import MESSAGE_KEY, OUTBOX_SORT_KEY
+from outbox.ingest.validation import MessageRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef

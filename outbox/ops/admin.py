@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from outbox.domain import (
+from outbox.core.domain import (
     EntryState,
     Status,
     epoch_millis,
@@ -24,16 +24,16 @@ from outbox.domain import (
     time_ordered_id_millis,
     utc_now,
 )
-from outbox.errors import InvalidRequest, MessageNotFound
-from outbox.schema import FAILED_INDEX, MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY, TTL_ATTRIBUTE
-from outbox.transactions import client_request_token
+from outbox.core.errors import InvalidRequest, MessageNotFound
+from outbox.core.schema import FAILED_INDEX, MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY, TTL_ATTRIBUTE
+from outbox.data.transactions import client_request_token
 from relay.store import OutboxStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-    from outbox.settings import Settings
+    from outbox.core.settings import Settings
 
 
 # To stderr: the audit line must not mix with a command's --json output on stdout.

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
-from outbox import exact_json
+from outbox.core import exact_json
 
 
 class Status(StrEnum):

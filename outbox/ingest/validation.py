@@ -1,7 +1,7 @@
 """Checks on a message request (docs/design.md §3.1): strict JSON, SQS attribute and FIFO group rules, sizes.
 
 These apply to every way a message enters the outbox, the HTTP API and the library API alike; the
-HTTP-only parts (encoding, content type, body parsing) live in `outbox.requests`.
+HTTP-only parts (encoding, content type, body parsing) live in `outbox.ingest.requests`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from outbox import exact_json
-from outbox.errors import InvalidRequest, PayloadTooLarge
-from outbox.schema import QUEUE_MAX_MESSAGE_BYTES
+from outbox.core import exact_json
+from outbox.core.errors import InvalidRequest, PayloadTooLarge
+from outbox.core.schema import QUEUE_MAX_MESSAGE_BYTES
 
 MAX_NESTING_DEPTH: Final = 32
 MAX_CALLER_ATTRIBUTES: Final = 9
@@ -35,7 +35,7 @@ _SQS_ILLEGAL = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U00
 @dataclass(frozen=True, slots=True)
 class MessageRequest:
     """A request that passed every check: the payload as the exact SQS body, ASCII-only JSON whose
-    numbers have exactly the values the caller gave (`outbox.exact_json`)."""
+    numbers have exactly the values the caller gave (`outbox.core.exact_json`)."""
 
     payload_json: str
     attributes: Mapping[str, str] = field(default_factory=dict)

@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol
 
 from botocore.exceptions import ClientError
 
-from outbox.store import RETRYABLE_CANCELLATION
+from outbox.data.store import RETRYABLE_CANCELLATION
 
 
 class OutboxItems(Protocol):

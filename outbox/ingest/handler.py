@@ -1,7 +1,7 @@
-"""Ingest Lambda (`outbox.ingest.handler`): HTTP API payload 2.0 in, JSON out.
+"""Ingest Lambda (`outbox.ingest.handler.handler`): HTTP API payload 2.0 in, JSON out.
 
-Routes and error mapping only; the work is `outbox.requests` (parse and check) and `outbox.service`
-(write and read). Payloads never reach the logs.
+Routes and error mapping only; the work is `requests` (parse and check) and `service` (write and read).
+Payloads never reach the logs.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from outbox import exact_json
-from outbox.clients import dynamodb_client
-from outbox.errors import InvalidRequest, MessageNotFound, MethodNotAllowed, StoreUnavailable
-from outbox.requests import parse_message_request, principal_from_iam
-from outbox.service import accept, message_status
-from outbox.settings import Settings
-from outbox.store import MessageStore
+from outbox.core import exact_json
+from outbox.core.clients import dynamodb_client
+from outbox.core.errors import InvalidRequest, MessageNotFound, MethodNotAllowed, StoreUnavailable
+from outbox.core.settings import Settings
+from outbox.data.store import MessageStore
+from outbox.ingest.requests import parse_message_request, principal_from_iam
+from outbox.ingest.service import accept, message_status
 
 logger = Logger(service="outbox-ingest")
 app = APIGatewayHttpResolver()

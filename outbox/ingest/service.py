@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from outbox import exact_json
-from outbox.domain import ANONYMOUS, Status, is_issued_message_id
-from outbox.errors import IdempotencyConflict, MessageNotFound, StoreUnavailable
-from outbox.settings import Settings
-from outbox.store import MessageExists, MessageStore
-from outbox.transactions import prepare_message, transaction_items
-from outbox.validation import MessageRequest
+from outbox.core import exact_json
+from outbox.core.domain import ANONYMOUS, Status, is_issued_message_id
+from outbox.core.errors import IdempotencyConflict, MessageNotFound, StoreUnavailable
+from outbox.core.settings import Settings
+from outbox.data.store import MessageExists, MessageStore
+from outbox.data.transactions import prepare_message, transaction_items
+from outbox.ingest.validation import MessageRequest
 
 STATUS_FIELDS = ("created_at", "updated_at", "queued_at", "last_error")
 

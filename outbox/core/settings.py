@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from outbox.schema import is_fifo_queue
+from outbox.core.schema import is_fifo_queue
 
 FIFO_RESEND_WINDOW_SECONDS: Final = 240
 """Resends on FIFO stay within 4 minutes of the first send: inside SQS's 5-minute dedup window."""

@@ -12,7 +12,7 @@ exact. The tests check `dumps` against `json.dumps` on everything both can write
 Why not a library (`simplejson`'s `use_decimal`): the request hash needs numbers in a canonical form by
 value (`1.0` and `1.00` are one number), which no JSON library writes, so a walk is needed anyway; this
 walk also does the payload checks that used to be a walk of their own; and the module is imported by the
-relay (through `outbox.transactions`), whose cold start would pay for a C extension it never uses, while
+relay (through `outbox.data.transactions`), whose cold start would pay for a C extension it never uses, while
 the Lambda asset would gain a platform-specific wheel. Everything here is the standard library.
 """
 
