@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
-from outbox.testing.faults import Crash, DedupLedger, FaultInjector, FaultKind
+from chaos.ledger import DedupLedger
+from outbox.testing.faults import Crash, FaultInjector, FaultKind
 from relay.core import RelayConfig
 from relay.retry import RetryPolicy
 

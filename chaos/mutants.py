@@ -52,6 +52,8 @@ CORE: Final = "relay/core.py"
 SENDER: Final = "relay/sender.py"
 INGEST: Final = "outbox/data/transactions.py"
 SERVICE: Final = "outbox/ingest/service.py"
+RELAY_TRANSACTIONS: Final = "relay/transactions.py"
+ADMIN_TRANSACTIONS: Final = "outbox/ops/transactions.py"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +93,14 @@ class Mutant:
         ]
 
 
-_FINALIZE_MESSAGE = removed(STORE, "OutboxStore._queue_message_action", "#status = :pending")
-_FINALIZE_ENTRY = removed(STORE, "OutboxStore._delete_entry_action", "claim_token = :token")
-_POISON_MESSAGE = removed(STORE, "OutboxStore._poison", "#status = :pending")
-_POISON_ENTRY = removed(STORE, "OutboxStore._poison", "claim_token = :token")
-_REQUEUE_MESSAGE = removed(ADMIN, "requeue", "#status = :failed")
-_REQUEUE_ENTRY = removed(ADMIN, "requeue", "#state = :parked")
-_SKIP_MESSAGE = removed(ADMIN, "skip", "#status = :failed")
-_SKIP_ENTRY = removed(ADMIN, "_delete_parked", "#state = :parked")
+_FINALIZE_MESSAGE = removed(RELAY_TRANSACTIONS, "queue_message_action", "#status = :pending")
+_FINALIZE_ENTRY = removed(RELAY_TRANSACTIONS, "delete_entry_action", "claim_token = :token")
+_POISON_MESSAGE = removed(RELAY_TRANSACTIONS, "fail_message_action", "#status = :pending")
+_POISON_ENTRY = removed(RELAY_TRANSACTIONS, "park_entry_action", "claim_token = :token")
+_REQUEUE_MESSAGE = removed(ADMIN_TRANSACTIONS, "requeue_message_action", "#status = :failed")
+_REQUEUE_ENTRY = removed(ADMIN_TRANSACTIONS, "reset_parked_entry_action", "#state = :parked")
+_SKIP_MESSAGE = removed(ADMIN_TRANSACTIONS, "skip_message_action", "#status = :failed")
+_SKIP_ENTRY = removed(ADMIN_TRANSACTIONS, "delete_parked_entry_action", "#state = :parked")
 
 MUTANTS: Final[tuple[Mutant, ...]] = (
     # -- ingest (outbox/data/transactions.py, outbox/ingest/service.py) --
@@ -120,11 +122,11 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         (Edit(SERVICE, "accept", "!= message.request_hash:", "!= message.request_hash and False:"),),
         ("test_a_replay_with_a_changed_body_is_a_409_and_changes_nothing",),
     ),
-    # -- claim (relay/store.py `_CLAIM_CONDITION`) --
+    # -- claim (relay/transactions.py `CLAIM_CONDITION`) --
     Mutant(
         "claim-entry-exists",
         "claim: `attribute_exists(message_id)`",
-        (dropped(STORE, None, "attribute_exists(message_id) AND "),),
+        (dropped(RELAY_TRANSACTIONS, None, "attribute_exists(message_id) AND "),),
         ("test_a_claim_of_an_entry_finalized_meanwhile_creates_nothing",),
         equivalent=(
             "on a deleted entry `#state = :ready` and `next_attempt_at <= :now` are false too (a missing "
@@ -134,7 +136,7 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
     Mutant(
         "claim-entry-ready",
         "claim: `#state = :ready`",
-        (Edit(STORE, None, "#state = :ready AND", f"({ALWAYS} OR #state = :ready) AND"),),
+        (Edit(RELAY_TRANSACTIONS, None, "#state = :ready AND", f"({ALWAYS} OR #state = :ready) AND"),),
         ("test_a_claim_from_a_page_read_before_a_poison_is_refused",),
     ),
     Mutant(
@@ -142,7 +144,7 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         "claim: `(attribute_not_exists(claim_token) OR lease_until < :now OR claim_token = :token)`",
         (
             Edit(
-                STORE,
+                RELAY_TRANSACTIONS,
                 None,
                 "(attribute_not_exists(claim_token) OR",
                 f"({ALWAYS} OR attribute_not_exists(claim_token) OR",
@@ -153,19 +155,26 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
     Mutant(
         "claim-lease-expiry",
         "claim: `lease_until < :now` (a dead relay's lease ends)",
-        (dropped(STORE, None, "lease_until < :now OR "),),
+        (dropped(RELAY_TRANSACTIONS, None, "lease_until < :now OR "),),
         ("test_a_claim_takes_an_entry_whose_lease_ran_out",),
     ),
     Mutant(
         "claim-own-token",
         "claim: `claim_token = :token` (a resent claim is ours)",
-        (Edit(STORE, None, " OR claim_token = :token)", ")"),),
+        (Edit(RELAY_TRANSACTIONS, None, " OR claim_token = :token)", ")"),),
         ("test_a_resent_claim_with_the_same_token_is_still_ours",),
     ),
     Mutant(
         "claim-due",
         "claim: `next_attempt_at <= :now` (backoff)",
-        (Edit(STORE, None, '"next_attempt_at <= :now"', f'"({ALWAYS} OR next_attempt_at <= :now)"'),),
+        (
+            Edit(
+                RELAY_TRANSACTIONS,
+                None,
+                '"next_attempt_at <= :now"',
+                f'"({ALWAYS} OR next_attempt_at <= :now)"',
+            ),
+        ),
         ("test_a_claim_from_a_page_read_before_a_rollback_waits_for_the_backoff",),
     ),
     # -- the relay's status fence (relay/core.py) --
@@ -188,8 +197,8 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         (
             Edit(
                 SENDER,
-                "Sender._send_batch",
-                "attempt.retry_state.attempt_number > 1 and deadline() <= 0",
+                "Sender._before_retry",
+                "deadline() <= 0",
                 "False",
             ),
         ),
@@ -290,8 +299,8 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         "poison (unstamping): `first_send_at = :claimed_at`",
         (
             Edit(
-                STORE,
-                "OutboxStore._poison",
+                RELAY_TRANSACTIONS,
+                "park_entry_action",
                 '" AND first_send_at = :claimed_at"',
                 f'" AND ({ALWAYS} OR first_send_at = :claimed_at)"',
             ),
@@ -372,8 +381,8 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         "skip of an orphaned parked entry: `message_id = :message_id`",
         (
             Edit(
-                ADMIN,
-                "_delete_parked",
+                ADMIN_TRANSACTIONS,
+                "delete_parked_entry_action",
                 '" AND message_id = :message_id"',
                 f'" AND ({ALWAYS} OR message_id = :message_id)"',
             ),
@@ -573,7 +582,7 @@ CONDITION_MODULES: Final = ("outbox", "relay")
 test tooling: not scanned)."""
 NOT_SCANNED: Final = ("outbox/local/", "outbox/testing/")
 CONDITIONS_HELD_ELSEWHERE: Final = {
-    (STORE, "OutboxStore._claim_action"): "its condition is the module's `_CLAIM_CONDITION`",
+    (RELAY_TRANSACTIONS, "claim_action"): "its condition is the module's `CLAIM_CONDITION`",
     (STORE, "OutboxStore._update_entry"): "`OutboxStore.release` passes it the conditions",
 }
 """Functions that send a condition written somewhere else, and where (that place has the mutants)."""

@@ -25,10 +25,11 @@ from chaos.kills import (
     fault_counts,
     install_faults,
 )
+from chaos.ledger import DedupLedger
 from outbox.core.clients import dynamodb_client, sqs_client
 from outbox.core.settings import Settings
 from outbox.testing.calls import CallCounter
-from outbox.testing.faults import DedupLedger, FaultInjector
+from outbox.testing.faults import FaultInjector
 from relay.core import Relay
 
 REPORT_INTERVAL_SECONDS = 0.5

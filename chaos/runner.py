@@ -45,6 +45,7 @@ from chaos.kills import (
     fault_counts,
     install_faults,
 )
+from chaos.ledger import DedupLedger
 from outbox.api import enqueue
 from outbox.core.clients import CLIENT_CONFIG
 from outbox.core.errors import InvalidRequest
@@ -53,7 +54,7 @@ from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
 from outbox.ops import admin
 from outbox.provisioning import Resources, provision
 from outbox.testing.calls import CallCounter
-from outbox.testing.faults import Crash, DedupLedger, FaultInjector
+from outbox.testing.faults import Crash, FaultInjector
 from relay.core import Relay
 from relay.entries import RunSummary
 

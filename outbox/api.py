@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from outbox.core.clients import dynamodb_client
 from outbox.core.domain import ANONYMOUS
 from outbox.core.settings import Settings
+from outbox.core.validation import validate_message
 from outbox.data.cancellation import CancellationExplanation, explain_cancellation
 from outbox.data.store import MessageStore
 from outbox.data.transactions import prepare_message, transaction_items
 from outbox.ingest.service import Accepted, accept
-from outbox.ingest.validation import validate_message
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError

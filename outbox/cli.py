@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import math
 import os
 import re
@@ -56,7 +55,7 @@ from outbox.provisioning import (
 )
 
 if TYPE_CHECKING:
-    from relay.entries import RunSummary
+    from outbox.ops.invoke import RelayRun
 
 EXIT_CODES: Final = {
     0: "done (relay: the run worked, also when work remains for the next run; serve: stopped by Ctrl-C)",
@@ -189,12 +188,6 @@ def _require_aws() -> str:
     return region
 
 
-def _quiet_relay_logs() -> None:
-    """The relay logs through Powertools to a parent logger only its Lambda handler sets up; without it
-    Python prints each warning bare ("relay step stopped"). The run's summary carries the reasons."""
-    logging.getLogger("outbox-relay").addHandler(logging.NullHandler())
-
-
 # -- commands ----------------------------------------------------------------------------------------
 
 
@@ -304,16 +297,12 @@ def relay(
     """
     if not once:
         raise typer.BadParameter("only --once is supported here; `outbox serve` runs a relay on a timer")
-    from relay.clock import SystemClock  # noqa: PLC0415 - the relay loads only when asked for
-    from relay.core import Relay  # noqa: PLC0415
+    from outbox.ops.invoke import run_relay  # noqa: PLC0415 - the relay loads only when asked for
 
     settings = Settings.from_env()
     _require_aws()
-    _quiet_relay_logs()
-    clock = SystemClock()
-    runner = Relay(dynamodb=dynamodb_client(), sqs=sqs_client(), settings=settings, clock=clock)
-    summary = runner.run(clock.monotonic() + max_seconds)
-    print(json.dumps(summary.as_dict(), sort_keys=True), flush=True)
+    summary = run_relay(max_seconds)
+    print(json.dumps(summary.reported, sort_keys=True), flush=True)
     errors = summary.relay_errors + summary.finalize_failed
     if summary.sent == 0 and (errors or summary.rolled_back or summary.poisoned):
         raise CommandError(f"error: the relay run sent nothing: {_relay_reasons(summary, settings)}")
@@ -527,7 +516,7 @@ def _missing_local_tools(command: str, exc: ModuleNotFoundError) -> NoReturn:
     raise CommandError(f"outbox {command} needs the local tools: {LOCAL_EXTRA_HINT}", 2) from None
 
 
-def _relay_reasons(summary: RunSummary, settings: Settings, *, sends: bool = True) -> str:
+def _relay_reasons(summary: RelayRun, settings: Settings, *, sends: bool = True) -> str:
     """The run's errors in one line: a reason shared by many shards once, with their count; the failed
     sends (`sends`; their SQS errors are not in the summary); a hint naming what to check."""
     stopped: Counter[str] = Counter()

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.functions import RELAY_STOP_MARGIN_SECONDS
 from outbox.core.settings import Settings
 from relay.clock import SystemClock
 from relay.core import Relay
 from relay.entries import RunSummary
 
-SAFETY_MARGIN_SECONDS: Final = 5.0
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+SAFETY_MARGIN_SECONDS: Final = RELAY_STOP_MARGIN_SECONDS
 """Stop starting work this long before Lambda's timeout, so the last batch finishes inside it."""
 METRICS_NAMESPACE: Final = "Outbox"
 SERVICE: Final = "outbox-relay"
@@ -25,9 +31,15 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 _clock = SystemClock()
 
 
-@functools.cache
 def _relay() -> Relay:
-    return Relay(dynamodb=dynamodb_client(), sqs=sqs_client(), settings=Settings.from_env(), clock=_clock)
+    """The relay for this environment's clients and settings, built once per warm container (again only if
+    they change: the local emulator points the clients at a new endpoint between runs)."""
+    return _relay_for(dynamodb_client(), sqs_client(), Settings.from_env())
+
+
+@functools.lru_cache(maxsize=1)
+def _relay_for(dynamodb: DynamoDBClient, sqs: SQSClient, settings: Settings) -> Relay:
+    return Relay(dynamodb=dynamodb, sqs=sqs, settings=settings, clock=_clock)
 
 
 def publish_metrics(sink: Metrics, summary: RunSummary) -> None:
@@ -51,12 +63,25 @@ def publish_metrics(sink: Metrics, summary: RunSummary) -> None:
         sink.add_metric(name="BatchLatency", unit=MetricUnit.Milliseconds, value=average_ms)
 
 
-@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     relay = _relay()
     deadline = _clock.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
-    summary = relay.run(deadline)
-    publish_metrics(metrics, summary)
+    try:
+        summary = relay.run(deadline)
+        publish_metrics(metrics, summary)
+    finally:
+        _flush(metrics)
     logger.info("relay run finished", **summary.as_dict())
     return summary.as_dict()
+
+
+def _flush(sink: Metrics) -> None:
+    """Print the run's metrics, or drop them where metrics are disabled (local runs, ADR 0016).
+
+    Not `@metrics.log_metrics`: with `POWERTOOLS_METRICS_DISABLED` its flush keeps the values, so a
+    long-lived local process (`outbox serve`) would add every run's counts to the next one's and grow."""
+    if is_metrics_disabled():
+        sink.clear_metrics()
+    else:
+        sink.flush_metrics()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -82,8 +84,39 @@ class SendResult:
     """SQS accepted it or may have (a call of it failed as a whole): a later send is a resend."""
 
 
-class _EntriesFailed(Exception):
-    pass
+@dataclass
+class _BatchSend:
+    """One packed batch across its attempts: the entries decided so far, those still to send, and what
+    the last attempt left behind, for the outcome of those never accepted."""
+
+    batch: list[Outgoing]
+    remaining: list[Outgoing] = field(init=False)
+    decided: dict[int, SendResult] = field(default_factory=dict)
+    """Results by `id()` of the entry: accepted, or rejected for good."""
+    maybe_sent: set[int] = field(default_factory=set)
+    """Entries of a call that failed as a whole: SQS may have queued them."""
+    whole_call_failed: bool = False
+    last_error: str = ""
+    split_code: str | None = None
+    """Set when SQS refused the call as malformed: the rest is sent in halves instead of retried."""
+    window_closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.remaining = list(self.batch)
+
+    def call_failed(self) -> None:
+        self.whole_call_failed = True
+        self.maybe_sent.update(id(item) for item in self.remaining)
+
+    def results(self) -> list[SendResult]:
+        """Every entry's result, in batch order; the undecided ones failed (or are unknown, when the
+        last call failed as a whole)."""
+        outcome = Outcome.UNKNOWN if self.whole_call_failed else Outcome.FAILED
+        for item in self.remaining:
+            self.decided[id(item)] = SendResult(
+                item, outcome, error=self.last_error, maybe_sent=id(item) in self.maybe_sent
+            )
+        return [self.decided[id(item)] for item in self.batch]
 
 
 @dataclass
@@ -146,48 +179,54 @@ class Sender:
         if deadline() <= 0:
             stats.out_of_time += len(batch)
             return [SendResult(item, Outcome.HELD_BACK, error="send window closed") for item in batch]
-        decided: dict[int, SendResult] = {}
-        remaining = list(batch)
-        whole_call_failed = False
-        maybe_sent: set[int] = set()
-        last_error = ""
+        send = _BatchSend(batch)
+        retrying = self._retry_policy.retrying(
+            budget_seconds=deadline(),
+            retry_on=(BotoCoreError, ClientError),
+            retry_while=bool,
+            before_retry=partial(self._before_retry, send, deadline, stats),
+        )
+        with suppress(BotoCoreError, ClientError):  # failed as a whole to the end: `send` holds the outcome
+            retrying(self._attempt, send, stats)
+        if send.split_code is not None:
+            return [*send.decided.values(), *self._split(send.remaining, send.split_code, deadline, stats)]
+        return send.results()
+
+    def _before_retry(self, send: _BatchSend, deadline: Callable[[], float], stats: SendStats) -> None:
+        """tenacity's hook before each retry of a batch, once its wait is over: the lease's send window is
+        checked again (no call may start past it), and the retry is counted."""
+        if deadline() <= 0:
+            send.window_closed = True  # no time for a retry: the entries keep the last attempt's outcome
+            return
+        stats.retries += 1
+        if send.whole_call_failed:
+            stats.resent_after_unknown += len(send.remaining)
+
+    def _attempt(self, send: _BatchSend, stats: SendStats) -> bool:
+        """One `SendMessageBatch` of the entries still undecided. True when some failed without the
+        sender's fault (`SenderFault=false`) and are worth another attempt; a call that failed as a whole
+        raises for tenacity to retry."""
+        if send.window_closed:
+            return False
+        send.whole_call_failed = False
         try:
-            for attempt in self._retry_policy.retrying(
-                budget_seconds=deadline(), retry_on=(_EntriesFailed, BotoCoreError, ClientError)
-            ):
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1 and deadline() <= 0:
-                        break  # no time for a retry: the entries keep the last attempt's outcome
-                    if attempt.retry_state.attempt_number > 1:
-                        stats.retries += 1
-                        if whole_call_failed:
-                            stats.resent_after_unknown += len(remaining)
-                    whole_call_failed = False
-                    try:
-                        response = self._call(remaining, stats)
-                    except ClientError as exc:
-                        code = sqs_error_code(exc)
-                        last_error = f"SendMessageBatch: {code}"
-                        if code in _SPLIT_CODES:
-                            return [*decided.values(), *self._split(remaining, code, deadline, stats)]
-                        whole_call_failed = True
-                        maybe_sent.update(id(item) for item in remaining)
-                        raise
-                    except BotoCoreError as exc:
-                        last_error = f"SendMessageBatch: {type(exc).__name__}"
-                        whole_call_failed = True
-                        maybe_sent.update(id(item) for item in remaining)
-                        raise
-                    remaining, entry_error = _classify(response, remaining, decided)
-                    if remaining:
-                        last_error = entry_error
-                        raise _EntriesFailed
-        except (_EntriesFailed, BotoCoreError, ClientError):
-            pass
-        outcome = Outcome.UNKNOWN if whole_call_failed else Outcome.FAILED
-        for item in remaining:
-            decided[id(item)] = SendResult(item, outcome, error=last_error, maybe_sent=id(item) in maybe_sent)
-        return [decided[id(item)] for item in batch]
+            response = self._call(send.remaining, stats)
+        except ClientError as exc:
+            code = sqs_error_code(exc)
+            send.last_error = f"SendMessageBatch: {code}"
+            if code in _SPLIT_CODES:
+                send.split_code = code
+                return False
+            send.call_failed()
+            raise
+        except BotoCoreError as exc:
+            send.last_error = f"SendMessageBatch: {type(exc).__name__}"
+            send.call_failed()
+            raise
+        send.remaining, entry_error = _classify(response, send.remaining, send.decided)
+        if send.remaining:
+            send.last_error = entry_error
+        return bool(send.remaining)
 
     def _split(
         self, batch: list[Outgoing], code: str, deadline: Callable[[], float], stats: SendStats

@@ -1,14 +1,14 @@
 """The relay's DynamoDB side: read a shard, claim, fetch payloads, finalize, roll back, poison.
 
-Transactions are built here as data and run by one method (`_transact`) that turns a cancellation into
-per-action reason codes; everything else about DynamoDB errors propagates as `ClientError`/`BotoCoreError`
-for the relay's retry layer to judge.
+Transactions are built as data (`relay.transactions`) and run by one method (`_transact`, through
+`outbox.data.transact`), which counts the call and gives it its own request token; a cancellation arrives
+as `TransactionCancelled`, one reason per action. Everything else about DynamoDB errors propagates as
+`ClientError`/`BotoCoreError` for the relay's retry layer to judge.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,12 +16,25 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from outbox.core.domain import EntryState, Status, iso
-from outbox.core.errors import StoreUnavailable
-from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, TTL_ATTRIBUTE
+from outbox.core.schema import OUTBOX_PARTITION_KEY
 from outbox.core.settings import Settings
-from outbox.data.transactions import client_request_token
+from outbox.data.messages import (
+    BATCH_GET_LIMIT,
+    UNPROCESSED_ROUNDS,
+    MessageRecord,
+    ReadsUnprocessed,
+    batch_get_messages,
+)
+from outbox.data.transact import CONDITION_FAILED, TransactionCancelled, transact
 from relay.entries import Entry
+from relay.transactions import (
+    MAX_ERROR_CHARACTERS,
+    claim_action,
+    delete_entry_action,
+    fail_message_action,
+    park_entry_action,
+    queue_message_action,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -29,43 +42,26 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
+__all__ = [
+    "BATCH_GET_LIMIT",
+    "DEFAULT_RETENTION_DAYS",
+    "MAX_TRANSACTION_ACTIONS",
+    "SKIP_REASONS",
+    "UNPROCESSED_ROUNDS",
+    "FinalizeResult",
+    "OutboxStore",
+    "ReadsUnprocessed",
+    "TransactionCancelled",
+]
+
 MAX_TRANSACTION_ACTIONS: Final = 100
-BATCH_GET_LIMIT: Final = 100
 DEFAULT_RETENTION_DAYS: Final = Settings.retention_days
-UNPROCESSED_ROUNDS: Final = 5
-"""BatchGetItem calls per chunk before keys DynamoDB keeps leaving unprocessed stop the batch."""
-UNPROCESSED_FIRST_PAUSE_SECONDS: Final = 0.05
-UNPROCESSED_MAX_PAUSE_SECONDS: Final = 1.0
-SKIP_REASONS: Final = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
-_CLAIM_CONDITION: Final = (
-    "attribute_exists(message_id) AND #state = :ready AND "
-    "(attribute_not_exists(claim_token) OR lease_until < :now OR claim_token = :token) AND "
-    "next_attempt_at <= :now"
-)
-
-
-class ReadsUnprocessed(StoreUnavailable):
-    """BatchGetItem kept leaving keys unprocessed (throttled) past its bound: retry later."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=True)
+SKIP_REASONS: Final = frozenset({CONDITION_FAILED, "TransactionConflict"})
+"""A claim action cancelled with one of these is refused (skip the entry); the others are tried again."""
 
 
 class _StampNotOurs(Exception):
     """The claim is ours but `first_send_at` was set by an earlier claim."""
-
-
-class TransactionCancelled(Exception):
-    """A transaction was cancelled; `reasons[i]` is the code for action i, `items[i]` the old item if any."""
-
-    def __init__(self, reasons: list[str], items: list[dict[str, Any] | None]) -> None:
-        super().__init__(f"transaction cancelled: {reasons}")
-        self.reasons = reasons
-        self.items = items
-
-    @property
-    def retryable(self) -> bool:
-        return any(reason in {"TransactionConflict", "ThrottlingError"} for reason in self.reasons)
 
 
 @dataclass
@@ -124,39 +120,27 @@ class OutboxStore:
         *,
         seconds_left: Callable[[], float] = lambda: float("inf"),
     ) -> dict[str, dict[str, Any]]:
-        """The message items (status, payload, attributes) of a claim batch, read consistently.
+        """The message items (status, payload, attributes, group) of a claim batch, read consistently by
+        `outbox.data.messages.batch_get_messages`: bounded, `ReadsUnprocessed` when DynamoDB keeps
+        leaving keys unprocessed (the batch then stops like on any other AWS error, its entries wait for
+        their lease). Each `BatchGetItem` call counts in `calls`."""
+        return batch_get_messages(
+            self._client,
+            self._messages_table,
+            message_ids,
+            seconds_left=seconds_left,
+            on_call=self._count_call,
+        )
 
-        Keys DynamoDB leaves unprocessed (throttling) are asked for again with backoff, at most
-        `UNPROCESSED_ROUNDS` times and never past `seconds_left()`; then `ReadsUnprocessed` is raised and
-        the batch stops like any other AWS error (its entries wait for their lease)."""
-        found: dict[str, dict[str, Any]] = {}
-        unique = list(dict.fromkeys(message_ids))
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            keys: list[dict[str, Any]] = [
-                {MESSAGE_KEY: {"S": mid}} for mid in unique[start : start + BATCH_GET_LIMIT]
-            ]
-            request: dict[str, Any] = {
-                self._messages_table: {
-                    "Keys": keys,
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "message_id, #status, payload, #attributes, group_id",
-                    "ExpressionAttributeNames": {"#status": "status", "#attributes": "attributes"},
-                }
-            }
-            for round_number in itertools.count():
-                self.calls += 1
-                response = self._client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._messages_table, []):
-                    found[item[MESSAGE_KEY]["S"]] = dict(item)
-                request = dict(response.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-                pause = min(UNPROCESSED_MAX_PAUSE_SECONDS, UNPROCESSED_FIRST_PAUSE_SECONDS * 2**round_number)
-                if round_number + 1 >= UNPROCESSED_ROUNDS or seconds_left() < pause:
-                    left = len(request[self._messages_table]["Keys"])
-                    raise ReadsUnprocessed(f"BatchGetItem left {left} key(s) unprocessed")
-                time.sleep(pause)
-        return found
+    def fetch_message_records(
+        self,
+        message_ids: Sequence[str],
+        *,
+        seconds_left: Callable[[], float] = lambda: float("inf"),
+    ) -> dict[str, MessageRecord]:
+        """`fetch_messages`, each message as a `MessageRecord`."""
+        items = self.fetch_messages(message_ids, seconds_left=seconds_left)
+        return {message_id: MessageRecord.from_item(item) for message_id, item in items.items()}
 
     # -- claiming ----------------------------------------------------------------------------------
 
@@ -168,11 +152,20 @@ class OutboxStore:
         pending = list(entries)
         refused: list[Entry] = []
         while pending:
-            items = [self._claim_action(entry, token, now_ms, lease_until_ms) for entry in pending]
+            items = [
+                claim_action(
+                    entry,
+                    outbox_table=self._outbox_table,
+                    token=token,
+                    now_ms=now_ms,
+                    lease_until_ms=lease_until_ms,
+                )
+                for entry in pending
+            ]
             try:
                 self._transact(items)
             except TransactionCancelled as cancelled:
-                failed = {i for i, reason in enumerate(cancelled.reasons) if reason in SKIP_REASONS}
+                failed = cancelled.failed_with(SKIP_REASONS)
                 if not failed:
                     raise
                 refused.extend(entry for i, entry in enumerate(pending) if i in failed)
@@ -180,28 +173,6 @@ class OutboxStore:
                 continue
             return pending, refused
         return [], refused
-
-    def _claim_action(
-        self, entry: Entry, token: str, now_ms: int, lease_until_ms: int
-    ) -> TransactWriteItemTypeDef:
-        return {
-            "Update": {
-                "TableName": self._outbox_table,
-                "Key": entry.key,
-                "UpdateExpression": (
-                    "SET claim_token = :token, lease_until = :lease, "
-                    "first_send_at = if_not_exists(first_send_at, :now)"
-                ),
-                "ConditionExpression": _CLAIM_CONDITION,
-                "ExpressionAttributeNames": {"#state": "state"},
-                "ExpressionAttributeValues": {
-                    ":token": {"S": token},
-                    ":lease": {"N": str(lease_until_ms)},
-                    ":now": {"N": str(now_ms)},
-                    ":ready": {"S": EntryState.READY},
-                },
-            }
-        }
 
     # -- after sending -----------------------------------------------------------------------------
 
@@ -214,57 +185,31 @@ class OutboxStore:
             return result
         items: list[TransactWriteItemTypeDef] = []
         for entry, sqs_message_id in sent:
-            items.append(self._queue_message_action(entry, sqs_message_id, now))
-            items.append(self._delete_entry_action(entry, token))
+            items.append(
+                queue_message_action(
+                    entry,
+                    sqs_message_id,
+                    messages_table=self._messages_table,
+                    now=now,
+                    retention=self._retention,
+                )
+            )
+            items.append(delete_entry_action(entry, outbox_table=self._outbox_table, token=token))
         try:
             self._transact(items)
         except TransactionCancelled as cancelled:
             for index, (entry, _) in enumerate(sent):
-                message_reason, entry_reason = cancelled.reasons[2 * index], cancelled.reasons[2 * index + 1]
-                if message_reason == "ConditionalCheckFailed":
-                    old = cancelled.items[2 * index]
+                message_reason, entry_reason = cancelled.code_at(2 * index), cancelled.code_at(2 * index + 1)
+                if message_reason == CONDITION_FAILED:
+                    old = cancelled.old_item_at(2 * index)
                     (result.already_moved if old else result.missing).append(entry)
-                elif entry_reason == "ConditionalCheckFailed":
+                elif entry_reason == CONDITION_FAILED:
                     result.claim_lost.append(entry)
                 else:
                     result.retry.append(entry)
             return result
         result.done.extend(entry for entry, _ in sent)
         return result
-
-    def _queue_message_action(
-        self, entry: Entry, sqs_message_id: str, now: datetime
-    ) -> TransactWriteItemTypeDef:
-        return {
-            "Update": {
-                "TableName": self._messages_table,
-                "Key": {MESSAGE_KEY: {"S": entry.message_id}},
-                "UpdateExpression": (
-                    "SET #status = :queued, queued_at = :now, updated_at = :now, sqs_message_id = :sqs, "
-                    "#expires = :expires"
-                ),
-                "ConditionExpression": "#status = :pending",
-                "ExpressionAttributeNames": {"#status": "status", "#expires": TTL_ATTRIBUTE},
-                "ExpressionAttributeValues": {
-                    ":queued": {"S": Status.QUEUED},
-                    ":pending": {"S": Status.PENDING},
-                    ":now": {"S": iso(now)},
-                    ":sqs": {"S": sqs_message_id},
-                    ":expires": {"N": str(int((now + self._retention).timestamp()))},
-                },
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        }
-
-    def _delete_entry_action(self, entry: Entry, token: str) -> TransactWriteItemTypeDef:
-        return {
-            "Delete": {
-                "TableName": self._outbox_table,
-                "Key": entry.key,
-                "ConditionExpression": "claim_token = :token",
-                "ExpressionAttributeValues": {":token": {"S": token}},
-            }
-        }
 
     def delete_entry(self, entry: Entry, *, token: str) -> bool:
         """Delete an entry if it is still ours; False if the claim was lost."""
@@ -308,7 +253,7 @@ class OutboxStore:
             values[":one"] = {"N": "1"}
         if error is not None:
             sets.append("last_error = :error")
-            values[":error"] = {"S": error[:1000]}
+            values[":error"] = {"S": error[:MAX_ERROR_CHARACTERS]}
 
         def expression(*removed: str) -> str:
             text = "REMOVE " + ", ".join(("claim_token", "lease_until", *removed))
@@ -386,62 +331,23 @@ class OutboxStore:
     def _poison(
         self, entry: Entry, *, token: str, attempts: int, error: str, now: datetime, unstamp_ms: int | None
     ) -> bool:
-        stamp = iso(now)
-        entry_removes = "claim_token, lease_until" + (", first_send_at" if unstamp_ms is not None else "")
-        entry_condition = "claim_token = :token" + (
-            " AND first_send_at = :claimed_at" if unstamp_ms is not None else ""
-        )
-        entry_values: dict[str, Any] = {
-            ":parked": {"S": EntryState.PARKED},
-            ":error": {"S": error[:1000]},
-            ":token": {"S": token},
-            ":one": {"N": "1"},
-        }
-        if unstamp_ms is not None:
-            entry_values[":claimed_at"] = {"N": str(unstamp_ms)}
-        items: list[TransactWriteItemTypeDef] = [
-            {
-                "Update": {
-                    "TableName": self._messages_table,
-                    "Key": {MESSAGE_KEY: {"S": entry.message_id}},
-                    "UpdateExpression": (
-                        "SET #status = :failed, last_error = :error, failed_at = :now, updated_at = :now, "
-                        "attempts = :attempts REMOVE #expires"
-                    ),
-                    "ConditionExpression": "#status = :pending",
-                    "ExpressionAttributeNames": {"#status": "status", "#expires": TTL_ATTRIBUTE},
-                    "ExpressionAttributeValues": {
-                        ":failed": {"S": Status.FAILED},
-                        ":pending": {"S": Status.PENDING},
-                        ":error": {"S": error[:1000]},
-                        ":now": {"S": stamp},
-                        ":attempts": {"N": str(attempts)},
-                    },
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self._outbox_table,
-                    "Key": entry.key,
-                    "UpdateExpression": (
-                        f"SET #state = :parked, last_error = :error REMOVE {entry_removes} ADD attempts :one"
-                    ),
-                    "ConditionExpression": entry_condition,
-                    "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": entry_values,
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            },
+        items = [
+            fail_message_action(
+                entry, messages_table=self._messages_table, attempts=attempts, error=error, now=now
+            ),
+            park_entry_action(
+                entry, outbox_table=self._outbox_table, token=token, error=error, unstamp_ms=unstamp_ms
+            ),
         ]
         try:
             self._transact(items)
         except TransactionCancelled as cancelled:
             if cancelled.retryable:
                 raise
-            old_entry = cancelled.items[1] or {}
+            old_entry = cancelled.old_item_at(1) or {}
             if (
                 unstamp_ms is not None
-                and cancelled.reasons[0] != "ConditionalCheckFailed"
+                and cancelled.code_at(0) != CONDITION_FAILED
                 and old_entry.get("claim_token", {}).get("S") == token
             ):
                 raise _StampNotOurs from cancelled
@@ -451,22 +357,15 @@ class OutboxStore:
     # -- one adapter for every transaction ---------------------------------------------------------
 
     def _transact(self, items: list[TransactWriteItemTypeDef]) -> None:
+        # A call number of its own for every call, hence a token of its own: botocore's resends of this
+        # call (a lost response, a 5xx) reuse it, so DynamoDB applies the call once; a later call with the
+        # same items (a retry after a cancellation) is not answered with a cancelled call's outcome
+        # (ADR 0003).
+        self._count_call()
+        transact(self._client, items, call_number=next(self._call_numbers))
+
+    def _count_call(self) -> None:
         self.calls += 1
-        try:
-            # A token of its own for every call: botocore's resends of this call (a lost response, a 5xx)
-            # reuse it, so DynamoDB applies the call once; a later call with the same items (a retry
-            # after a cancellation) is not answered with a cancelled call's outcome (ADR 0003).
-            self._client.transact_write_items(
-                TransactItems=items, ClientRequestToken=client_request_token(items, next(self._call_numbers))
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            raw: list[Any] = list(exc.response.get("CancellationReasons", []))
-            raw += [{}] * (len(items) - len(raw))
-            reasons = [str(reason.get("Code") or "None") for reason in raw]
-            old_items = [dict(reason["Item"]) if reason.get("Item") else None for reason in raw]
-            raise TransactionCancelled(reasons, old_items) from exc
 
 
 def _unstamping(write: Callable[[int | None], bool], claimed_at_ms: int | None) -> bool:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from outbox import InvalidRequest, enqueue, outbox_write
 from outbox.core.domain import request_hash
 from outbox.core.exact_json import canonical_number, dumps
+from outbox.core.validation import validate_message
 from outbox.ingest import handler as ingest
-from outbox.ingest.validation import validate_message
 from outbox.local.events import http_api_event, local_context
 from outbox.local.queue import message_id_of
 from tests.conftest import Outbox, call_ingest, make_relay, receive_all, run_relay

@@ -16,11 +16,11 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from outbox.core.clients import dynamodb_client
 from outbox.core.domain import keyed_message_id
 from outbox.core.errors import MessageNotFound
+from outbox.core.validation import validate_message
 from outbox.data.store import MessageStore
 from outbox.ingest import handler as ingest
 from outbox.ingest.requests import principal_from_iam
 from outbox.ingest.service import accept, message_status
-from outbox.ingest.validation import validate_message
 from outbox.local.events import http_api_event, local_context
 from tests.conftest import Outbox
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from chaos.ledger import DedupLedger
 from outbox.core.clients import dynamodb_client, sqs_client
 from outbox.core.domain import EntryState, Status, epoch_millis
 from outbox.local.queue import message_id_of
 from outbox.ops import admin
-from outbox.testing.faults import DedupLedger, FaultInjector, FaultKind
+from outbox.testing.faults import FaultInjector, FaultKind
 from relay.entries import RunSummary
 from tests.conftest import (
     FakeClock,

@@ -57,7 +57,7 @@ def test_the_lambda_handler_returns_the_summary_and_emits_metrics(
     server_outbox: Outbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ingest_messages(server_outbox, 5)
-    relay_handler._relay.cache_clear()
+    relay_handler._relay_for.cache_clear()
 
     summary = relay_handler.handler(
         {"source": "aws.events", "detail-type": "Scheduled Event"}, local_context(30)
@@ -72,7 +72,27 @@ def test_the_lambda_handler_returns_the_summary_and_emits_metrics(
     assert _values(metrics["OldestPendingAgeSeconds"])[0] >= 0
     namespace = metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"]
     assert namespace == "Outbox"
-    relay_handler._relay.cache_clear()
+    relay_handler._relay_for.cache_clear()
+
+
+def test_a_run_with_metrics_disabled_leaves_nothing_for_the_next_run(
+    server_outbox: Outbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local runs (`outbox serve`, `relay --once`) disable metrics; their counts must not pile up in the
+    process and come out with a later run's."""
+    relay_handler._relay_for.cache_clear()
+    ingest_messages(server_outbox, 3)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    assert relay_handler.handler({}, local_context(30))["sent"] == 3
+    assert '"_aws"' not in capsys.readouterr().out
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    ingest_messages(server_outbox, 2)
+    assert relay_handler.handler({}, local_context(30))["sent"] == 2
+
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [_values(metrics["MessagesSent"]) for metrics in emf] == [[2.0]]
+    relay_handler._relay_for.cache_clear()
 
 
 def _values(metric: float | list[float]) -> list[float]:

@@ -29,7 +29,7 @@ from packaging.requirements import Requirement
 DISTRIBUTION: Final = "dynamodb-sqs-outbox"
 PACKAGES: Final = ("outbox", "relay")
 """The runtime packages copied into the asset, from wherever they are installed."""
-EXCLUDED: Final = frozenset({"outbox/local", "outbox/testing", "outbox/cli.py", "outbox/cdk"})
+EXCLUDED: Final = frozenset({"outbox/local", "outbox/testing", "outbox/cli.py", "outbox/cdk", "outbox/ops"})
 """Code the handlers never import (emulator, demo, CLI, test helpers, the CDK construct): left out."""
 PROVIDED_BY_RUNTIME: Final = frozenset({"boto3", "botocore"})
 CLI_ONLY: Final = frozenset({"typer", "rich"})

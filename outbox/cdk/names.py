@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Final
 
+from outbox.core import functions
+
 DEFAULT_STACK_NAME: Final = "Outbox"
 DEFAULT_ACCOUNT: Final = "123456789012"
 """Synth needs no credentials: without `CDK_DEFAULT_ACCOUNT` the stack is built for this placeholder."""
 DEFAULT_REGION: Final = "us-east-1"
 
 # Lambda entry points (docs/design.md §5): a contract with the code, tested against the built asset.
-INGEST_HANDLER: Final = "outbox.ingest.handler.handler"
-RELAY_HANDLER: Final = "relay.handler.handler"
+INGEST_HANDLER: Final = functions.INGEST_HANDLER
+RELAY_HANDLER: Final = functions.RELAY_HANDLER
 
 # Metrics the relay publishes through Powertools EMF (relay/handler.py); the alarms watch them.
 METRICS_NAMESPACE: Final = "Outbox"

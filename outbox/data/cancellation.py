@@ -15,20 +15,20 @@ whose item failed and what it means:
 
 Nothing here talks to AWS, and a reason list that is missing, short or malformed is explained as far as it
 goes, never with an exception. Only misuse raises: an `error` of the wrong type (`TypeError`), or neither
-the transaction's items nor the outbox items' `offset` in it (`ValueError`).
+the transaction's items nor the outbox items' `offset` in it (`ValueError`). The reasons are read by
+`outbox.data.transact.decode_error`, the decoder of the outbox's own cancellations.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from outbox.data.store import RETRYABLE_CANCELLATION
+from outbox.data.transact import CANCELLED, CONDITION_FAILED, RETRYABLE_CODES, Reason, decode_error, reason_at
 
 
 class OutboxItems(Protocol):
@@ -46,13 +46,6 @@ class OutboxItems(Protocol):
 
     @property
     def request_hash(self) -> str | None: ...
-
-
-CANCELLED: Final = "TransactionCanceledException"
-CONDITION_FAILED: Final = "ConditionalCheckFailed"
-_REASONS_IN_MESSAGE: Final = re.compile(r"\[([^\[\]]*)\]\s*$")
-"""DynamoDB's message ends with the codes in order: `... specific reasons [ConditionalCheckFailed, None]`."""
-_MAX_TEXT: Final = 200
 
 
 class CancellationKind(StrEnum):
@@ -127,13 +120,6 @@ class CancellationExplanation:
         return self.summary
 
 
-@dataclass(frozen=True, slots=True)
-class _Reason:
-    code: str | None
-    message: str = ""
-    item: Mapping[str, Any] | None = None
-
-
 def explain_cancellation(
     error: ClientError | Mapping[str, Any] | Sequence[Any],
     transact_items: Sequence[object] | None,
@@ -149,7 +135,8 @@ def explain_cancellation(
     follows it).
     """
     message_index, entry_index = _positions(write, transact_items, offset)
-    error_code, error_message, reasons = _reasons_of(error)
+    decoded = decode_error(error)
+    error_code, error_message, reasons = decoded.code, decoded.message, decoded.reasons
 
     if error_code != CANCELLED:
         summary = f"not a cancellation: {error_code}: {error_message}"
@@ -162,12 +149,12 @@ def explain_cancellation(
     failures = [
         ItemFailure(index, reason.code, reason.message)
         for index in range(size)
-        if (reason := _at(reasons, index)).code is not None
+        if (reason := reason_at(reasons, index)).code is not None
     ]
     outbox = tuple(failure for failure in failures if failure.index in (message_index, entry_index))
     caller = tuple(failure for failure in failures if failure.index not in (message_index, entry_index))
-    retryable = bool(failures) and all(failure.code in RETRYABLE_CANCELLATION for failure in failures)
-    message_reason = _at(reasons, message_index)
+    retryable = bool(failures) and all(failure.code in RETRYABLE_CODES for failure in failures)
+    message_reason = reason_at(reasons, message_index)
     kind, summary = _classify(
         write,
         reasons,
@@ -185,13 +172,13 @@ def explain_cancellation(
         outbox_failures=outbox,
         caller_failures=caller,
         retryable=retryable,
-        existing_message=message_reason.item if message_reason.code == CONDITION_FAILED else None,
+        existing_message=message_reason.old_item if message_reason.code == CONDITION_FAILED else None,
     )
 
 
 def _classify(
     write: OutboxItems,
-    reasons: list[_Reason],
+    reasons: Sequence[Reason],
     *,
     message_index: int,
     entry_index: int,
@@ -202,17 +189,17 @@ def _classify(
     """The outbox's own failures first (a message that exists explains the caller's failures too, on a
     replay), then anything a retry cannot fix, then conflicts."""
     yours = f" (your own items failed too: {_listed(caller)})" if caller else ""
-    message_reason = _at(reasons, message_index)
+    message_reason = reason_at(reasons, message_index)
     if message_reason.code == CONDITION_FAILED:
-        kind, summary = _message_exists(write, message_reason.item)
+        kind, summary = _message_exists(write, message_reason.old_item)
         return kind, summary + yours
-    if _at(reasons, entry_index).code == CONDITION_FAILED:
+    if reason_at(reasons, entry_index).code == CONDITION_FAILED:
         summary = (
             f"the outbox entry of message {write.message_id} (#{entry_index}) exists already;"
             " entry ids are made fresh, so this should not happen"
         )
         return CancellationKind.ENTRY_EXISTS, summary + yours
-    refused = [failure for failure in outbox if failure.code not in RETRYABLE_CANCELLATION]
+    refused = [failure for failure in outbox if failure.code not in RETRYABLE_CODES]
     if refused:
         failure = refused[0]
         which = _which(failure.index, message_index)
@@ -291,62 +278,6 @@ def _find(transact_items: Sequence[object], target: object) -> int | None:
     return None
 
 
-def _reasons_of(error: object) -> tuple[str, str, list[_Reason] | None]:
-    """(error code, error message, the reasons in order, or None when there are none to read)."""
-    if isinstance(error, ClientError):
-        response: object = error.response
-    elif isinstance(error, Mapping):
-        response = error
-    elif isinstance(error, Sequence) and not isinstance(error, str | bytes):
-        return CANCELLED, "", [_reason(entry) for entry in error]
-    else:
-        raise TypeError(
-            "explain a botocore ClientError, its response dict or its CancellationReasons list,"
-            f" not {type(error).__name__}"
-        )
-    if not isinstance(response, Mapping):
-        return "Unknown", "", None
-    details = response.get("Error")
-    details = details if isinstance(details, Mapping) else {}
-    raw_reasons = response.get("CancellationReasons")
-    code = details.get("Code")
-    if not isinstance(code, str) or not code:
-        code = CANCELLED if raw_reasons is not None else "Unknown"
-    message = details.get("Message")
-    message = _one_line(message) if isinstance(message, str) else ""
-    if isinstance(raw_reasons, Sequence) and not isinstance(raw_reasons, str | bytes):
-        return code, message, [_reason(entry) for entry in raw_reasons]
-    found = _REASONS_IN_MESSAGE.search(message)
-    if code == CANCELLED and found is not None:
-        return code, message, [_reason(text.strip()) for text in found.group(1).split(",")]
-    return code, message, None
-
-
-def _reason(entry: object) -> _Reason:
-    if isinstance(entry, str):
-        return _Reason(_code(entry))
-    if not isinstance(entry, Mapping):
-        return _Reason(None)
-    message = entry.get("Message")
-    item = entry.get("Item")
-    return _Reason(
-        _code(entry.get("Code")),
-        _one_line(message) if isinstance(message, str) else "",
-        item if isinstance(item, Mapping) else None,
-    )
-
-
-def _code(value: object) -> str | None:
-    """DynamoDB writes `None` (the string) for an item that did not fail."""
-    if not isinstance(value, str) or value.strip() in ("", "None", "null"):
-        return None
-    return value.strip()
-
-
-def _at(reasons: list[_Reason], index: int) -> _Reason:
-    return reasons[index] if index < len(reasons) else _Reason(None)
-
-
 def _string_attribute(item: Mapping[str, Any] | None, name: str) -> str | None:
     value = item.get(name) if item is not None else None
     text = value.get("S") if isinstance(value, Mapping) else None
@@ -359,8 +290,3 @@ def _which(index: int, message_index: int) -> str:
 
 def _listed(failures: Sequence[ItemFailure]) -> str:
     return ", ".join(f"#{failure.index} {failure.code}" for failure in failures)
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= _MAX_TEXT else line[: _MAX_TEXT - 1] + "…"

@@ -4,22 +4,20 @@ messages, translating DynamoDB's errors into the outbox's own (`outbox.core.erro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from outbox.core.errors import StoreUnavailable
-from outbox.core.schema import MESSAGE_KEY
-from outbox.data.transactions import client_request_token
+from outbox.data.messages import MessageRecord, read_message
+from outbox.data.transact import CANCELLED, CONDITION_FAILED, TransactionCancelled, TransactionRetryPolicy
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-RETRYABLE_CANCELLATION: Final = frozenset({"TransactionConflict", "ThrottlingError"})
-"""Cancellation reasons that a second try can get past (docs/design.md §3.3)."""
+__all__ = ["MessageExists", "MessageStore", "TransactionRetryPolicy"]
+
 _TRANSIENT_CODES: Final = frozenset(
     {
         "ThrottlingException",
@@ -33,32 +31,11 @@ _TRANSIENT_CODES: Final = frozenset(
 
 
 class MessageExists(Exception):
-    """The message id is taken: `old_item` is the stored message (None when DynamoDB did not say)."""
+    """The message id is taken: `existing` is the stored message (None when DynamoDB did not say)."""
 
-    def __init__(self, old_item: dict[str, Any] | None) -> None:
+    def __init__(self, existing: MessageRecord | None) -> None:
         super().__init__("message already exists")
-        self.old_item = old_item
-
-
-class _RetryableConflict(Exception):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionRetryPolicy:
-    """Tenacity's share of the retrying: only cancellations a retry can fix. Throttling and 5xx are
-    retried by botocore's standard mode before they reach here."""
-
-    attempts: int = 4
-    max_wait_seconds: float = 0.5
-
-    def retrying(self) -> Retrying:
-        return Retrying(
-            retry=retry_if_exception_type(_RetryableConflict),
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_random_exponential(multiplier=0.05, max=self.max_wait_seconds),
-            reraise=True,
-        )
+        self.existing = existing
 
 
 class MessageStore:
@@ -83,41 +60,20 @@ class MessageStore:
         keys) keep the write single whatever the token.
         """
         try:
-            for attempt in self._retry_policy.retrying():
-                with attempt:
-                    token = client_request_token(items, attempt.retry_state.attempt_number)
-                    self._transact(items, token)
-        except _RetryableConflict:
+            self._retry_policy.run(self._client, items, retry_if=_conflicted)
+        except TransactionCancelled as cancelled:
+            if cancelled.code_at(0) == CONDITION_FAILED:
+                old_item = cancelled.old_item_at(0)
+                raise MessageExists(MessageRecord.from_item(old_item) if old_item else None) from cancelled
+            if cancelled.retryable:
+                raise StoreUnavailable(
+                    "the write kept conflicting with another request", retryable=True
+                ) from None
             raise StoreUnavailable(
-                "the write kept conflicting with another request", retryable=True
-            ) from None
-
-    def get_message(self, message_id: str) -> dict[str, Any] | None:
-        try:
-            response = self._client.get_item(
-                TableName=self._messages_table, Key={MESSAGE_KEY: {"S": message_id}}, ConsistentRead=True
-            )
+                f"DynamoDB refused the request ({CANCELLED})", retryable=False
+            ) from cancelled
         except ClientError as exc:
-            raise _unavailable(exc) from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(
-                f"DynamoDB could not be reached: {type(exc).__name__}", retryable=True
-            ) from exc
-        item = response.get("Item")
-        return dict(item) if item is not None else None
-
-    def _transact(self, items: Sequence[TransactWriteItemTypeDef], token: str) -> None:
-        try:
-            self._client.transact_write_items(TransactItems=list(items), ClientRequestToken=token)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "TransactionCanceledException":
-                reasons = exc.response.get("CancellationReasons", [])
-                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                    raise MessageExists(dict(reasons[0]["Item"]) if "Item" in reasons[0] else None) from exc
-                if any(reason.get("Code") in RETRYABLE_CANCELLATION for reason in reasons):
-                    raise _RetryableConflict from exc
-            if code == "IdempotentParameterMismatchException":
+            if exc.response.get("Error", {}).get("Code") == "IdempotentParameterMismatchException":
                 # The same token with other items within 10 minutes: the first write went through.
                 raise MessageExists(None) from exc
             raise _unavailable(exc) from exc
@@ -125,6 +81,23 @@ class MessageStore:
             raise StoreUnavailable(
                 f"DynamoDB could not be reached: {type(exc).__name__}", retryable=True
             ) from exc
+
+    def get_message(self, message_id: str) -> MessageRecord | None:
+        """The message, read consistently; None when there is none."""
+        try:
+            return read_message(self._client, self._messages_table, message_id)
+        except ClientError as exc:
+            raise _unavailable(exc) from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(
+                f"DynamoDB could not be reached: {type(exc).__name__}", retryable=True
+            ) from exc
+
+
+def _conflicted(cancelled: TransactionCancelled) -> bool:
+    """Worth another attempt: a conflict or throttling, and the message id is not taken (that one is
+    decided by the stored message, not by trying again)."""
+    return cancelled.code_at(0) != CONDITION_FAILED and cancelled.retryable
 
 
 def _unavailable(exc: ClientError) -> StoreUnavailable:

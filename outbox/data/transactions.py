@@ -26,8 +26,8 @@ from outbox.core.domain import (
     shard_for,
     utc_now,
 )
-from outbox.core.schema import MESSAGE_KEY, OUTBOX_SORT_KEY
-from outbox.ingest.validation import MessageRequest
+from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
+from outbox.core.validation import MessageRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
@@ -125,17 +125,32 @@ def message_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
 
 
 def entry_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
-    """The outbox entry: small on purpose (no payload), since every claim rewrites it."""
+    """The new message's outbox entry, due at once."""
+    return ready_entry_item(
+        shard=message.shard,
+        entry_id=message.entry_id,
+        message_id=message.message_id,
+        group_id=message.request.group_id,
+        due_ms=epoch_millis(message.created_at),
+    )
+
+
+def ready_entry_item(
+    *, shard: str, entry_id: str, message_id: str, group_id: str | None, due_ms: int
+) -> dict[str, AttributeValueTypeDef]:
+    """An outbox entry READY to be claimed from `due_ms` (epoch milliseconds), no attempts made: the one
+    shape ingest writes for a new message and `requeue` for a message whose parked entry was skipped.
+    Small on purpose (no payload), since every claim rewrites it."""
     item: dict[str, AttributeValueTypeDef] = {
-        "shard": {"S": message.shard},
-        OUTBOX_SORT_KEY: {"S": message.entry_id},
-        MESSAGE_KEY: {"S": message.message_id},
+        OUTBOX_PARTITION_KEY: {"S": shard},
+        OUTBOX_SORT_KEY: {"S": entry_id},
+        MESSAGE_KEY: {"S": message_id},
         "state": {"S": EntryState.READY},
         "attempts": {"N": "0"},
-        "next_attempt_at": {"N": str(epoch_millis(message.created_at))},
+        "next_attempt_at": {"N": str(due_ms)},
     }
-    if message.request.group_id is not None:
-        item["group_id"] = {"S": message.request.group_id}
+    if group_id is not None:
+        item["group_id"] = {"S": group_id}
     return item
 
 

@@ -1,6 +1,6 @@
 """From an HTTP request to a checked `MessageRequest`: content type, encoding, strict JSON, body shape.
 
-Everything a client can get wrong is refused here or in `outbox.ingest.validation` with an `InvalidRequest`
+Everything a client can get wrong is refused here or in `outbox.core.validation` with an `InvalidRequest`
 naming the problem, before anything is written.
 """
 
@@ -17,7 +17,7 @@ from outbox.core import exact_json
 from outbox.core.domain import ANONYMOUS
 from outbox.core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from outbox.core.schema import QUEUE_MAX_MESSAGE_BYTES
-from outbox.ingest.validation import MessageRequest, check_idempotency_key, validate_message
+from outbox.core.validation import MessageRequest, check_idempotency_key, validate_message
 
 MAX_BODY_BYTES: Final = 2 * QUEUE_MAX_MESSAGE_BYTES
 """A body above this cannot hold an acceptable message, whatever its whitespace: refused unparsed."""

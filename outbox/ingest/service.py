@@ -10,11 +10,10 @@ from outbox.core import exact_json
 from outbox.core.domain import ANONYMOUS, Status, is_issued_message_id
 from outbox.core.errors import IdempotencyConflict, MessageNotFound, StoreUnavailable
 from outbox.core.settings import Settings
+from outbox.core.validation import MessageRequest
+from outbox.data.messages import MessageRecord
 from outbox.data.store import MessageExists, MessageStore
 from outbox.data.transactions import prepare_message, transaction_items
-from outbox.ingest.validation import MessageRequest
-
-STATUS_FIELDS = ("created_at", "updated_at", "queued_at", "last_error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +49,17 @@ def accept(
     try:
         store.write_new(items)
     except MessageExists as exists:
-        existing = exists.old_item or store.get_message(message.message_id)
+        existing = exists.existing or store.get_message(message.message_id)
         if existing is None:
             # Mismatch reported but no item: the earlier write cannot have committed.
             raise StoreUnavailable("the message could not be written; retry", retryable=True) from None
-        if existing.get("request_hash", {}).get("S") != message.request_hash:
+        if existing.request_hash != message.request_hash:
             raise IdempotencyConflict(
                 "idempotency_key_reused",
                 "this Idempotency-Key was already used with a different request",
                 "Idempotency-Key",
             ) from None
-        return Accepted(message.message_id, Status(existing["status"]["S"]), replayed=True)
+        return Accepted(message.message_id, Status(existing.status), replayed=True)
     return Accepted(message.message_id, Status.PENDING, replayed=False)
 
 
@@ -71,24 +70,28 @@ def message_status(
     id we never issue (checked first: DynamoDB refuses a key over 2,048 bytes with an error, not a miss)."""
     if not is_issued_message_id(message_id):
         raise MessageNotFound(message_id)
-    item = store.get_message(message_id)
-    if item is None or item.get("principal", {}).get("S") != principal:
+    message = store.get_message(message_id)
+    if message is None or message.principal != principal:
         raise MessageNotFound(message_id)
-    return status_record(item, include_payload=include_payload)
+    return status_record(message, include_payload=include_payload)
 
 
-def status_record(item: dict[str, Any], *, include_payload: bool = False) -> dict[str, Any]:
+def status_record(message: MessageRecord, *, include_payload: bool = False) -> dict[str, Any]:
     """A stored message as the API (and `outbox status`) shows it: ISO-8601 UTC times, no payload unless
     asked for."""
-    record: dict[str, Any] = {"message_id": item["message_id"]["S"], "status": item["status"]["S"]}
-    for field in STATUS_FIELDS:
-        record[field] = item[field]["S"] if field in item else None
-    record["attempts"] = int(item.get("attempts", {}).get("N", "0"))
-    if "group_id" in item:
-        record["group_id"] = item["group_id"]["S"]
+    record: dict[str, Any] = {
+        "message_id": message.message_id,
+        "status": message.status,
+        "created_at": message.created_at,
+        "updated_at": message.updated_at,
+        "queued_at": message.queued_at,
+        "last_error": message.last_error,
+        "attempts": message.attempts,
+    }
+    if message.group_id is not None:
+        record["group_id"] = message.group_id
     if include_payload:
-        record["payload"] = exact_json.loads(item["payload"]["S"])  # numbers exactly as accepted
-        record["attributes"] = {
-            name: value["S"] for name, value in item.get("attributes", {}).get("M", {}).items()
-        }
+        # Numbers exactly as accepted.
+        record["payload"] = exact_json.loads(message.payload) if message.payload is not None else None
+        record["attributes"] = dict(message.attributes)
     return record

@@ -28,11 +28,10 @@ from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
 from outbox.local.ordering import group_order_violations
 from outbox.local.queue import drain_queue, message_id_of
+from outbox.ops.invoke import run_relay
 from outbox.provisioning import Resources, provision
 from outbox.testing.calls import CallCounter
 from outbox.testing.faults import FaultInjector, FaultKind
-from relay.core import Relay
-from relay.entries import RunSummary
 
 DEMO_GROUPS = 10
 RELAY_RUN_SECONDS = 20.0
@@ -50,7 +49,8 @@ class DemoReport:
     received: int = 0
     unique_received: int = 0
     missing: int = 0
-    relay: RunSummary = field(default_factory=RunSummary)
+    relay: Counter[str] = field(default_factory=Counter)
+    """The relay runs' counts added up (sent, retries, rolled_back, ...)."""
     relay_runs: int = 0
     ingest_calls: int = 0
     relay_calls: int = 0
@@ -80,14 +80,14 @@ def run_demo(console: Console, *, messages: int, fifo: bool, fail_rate: float, s
     """Returns the exit code: 0 only when every accepted message is QUEUED and was received."""
     started = time.perf_counter()
     report = DemoReport(fifo=fifo)
-    with _embedded_outbox(console, fifo=fifo) as (resources, settings):
+    with _embedded_outbox(console, fifo=fifo) as resources:
         counter = CallCounter(dynamodb_client(), sqs_client())
         accepted = _ingest(console, report, messages=messages, fifo=fifo)
         report.ingest_calls = counter.total
         faults = FaultInjector(sqs_client(), seed=seed)
         faults.add("SendMessageBatch", FaultKind.ENTRY_FAILURE, times=None, rate=fail_rate)
         faults.add("SendMessageBatch", FaultKind.SERVER_ERROR, times=None, rate=fail_rate / 2)
-        _relay_until_drained(console, report, settings, expected=len(accepted))
+        _relay_until_drained(console, report, expected=len(accepted))
         faults.remove()
         report.relay_calls = counter.total - report.ingest_calls
         report.faults = Counter({kind.value: n for (_, kind), n in faults.injected.items()})
@@ -98,7 +98,7 @@ def run_demo(console: Console, *, messages: int, fifo: bool, fail_rate: float, s
 
 
 @contextmanager
-def _embedded_outbox(console: Console, *, fifo: bool) -> Iterator[tuple[Resources, Settings]]:
+def _embedded_outbox(console: Console, *, fifo: bool) -> Iterator[Resources]:
     with embedded_aws() as aws, mock.patch.dict(os.environ, {**DUMMY_CREDENTIALS, **DEMO_SETTINGS}):
         os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
         reset_clients()
@@ -107,7 +107,8 @@ def _embedded_outbox(console: Console, *, fifo: bool) -> Iterator[tuple[Resource
             os.environ.update(resources.environment())
             console.print(f"[bold]Embedded AWS[/] (moto) at {aws.endpoint_url}")
             console.print(f"queue {resources.queue_url} ({'FIFO' if fifo else 'standard'})")
-            yield resources, Settings.from_env()
+            Settings.from_env()  # a bad setting stops the demo here, before anything runs
+            yield resources
         finally:
             reset_clients()
 
@@ -145,17 +146,23 @@ def _ingest(
     return accepted
 
 
-def _relay_until_drained(console: Console, report: DemoReport, settings: Settings, *, expected: int) -> None:
-    relay = Relay(dynamodb=dynamodb_client(), sqs=sqs_client(), settings=settings)
+def _relay_until_drained(console: Console, report: DemoReport, *, expected: int) -> None:
     deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     with _progress(console) as progress:
         task = progress.add_task("relay → SQS", total=expected)
-        while report.relay.sent < expected and time.monotonic() < deadline:
-            summary = relay.run(time.monotonic() + RELAY_RUN_SECONDS)
-            report.relay.merge(summary)
+        while report.relay["sent"] < expected and time.monotonic() < deadline:
+            run = run_relay(RELAY_RUN_SECONDS)
+            report.relay.update(
+                {
+                    "sent": run.sent,
+                    "retries": run.retries,
+                    "rolled_back": run.rolled_back,
+                    "poisoned": run.poisoned,
+                }
+            )
             report.relay_runs += 1
-            progress.update(task, completed=report.relay.sent)
-            if summary.sent == 0:
+            progress.update(task, completed=report.relay["sent"])
+            if run.sent == 0:
                 time.sleep(0.25)  # everything left is backing off (at most MAX_BACKOFF_SECONDS)
 
 
@@ -191,8 +198,8 @@ def _print_summary(console: Console, report: DemoReport, *, fail_rate: float) ->
         ("duplicates (same message_id)", f"{duplicates:,}"),
         *([("FIFO order per group", _group_order(report))] if report.fifo else []),
         ("faults injected into sends", _faults(report.faults, fail_rate)),
-        ("send retries (tenacity)", f"{report.relay.retries:,}"),
-        ("rollbacks", f"{report.relay.rolled_back:,}"),
+        ("send retries (tenacity)", f"{report.relay['retries']:,}"),
+        ("rollbacks", f"{report.relay['rolled_back']:,}"),
         ("relay runs", f"{report.relay_runs:,}"),
         ("AWS calls per message: ingest", f"{report.ingest_calls / accepted:.2f}"),
         ("AWS calls per message: relay", f"{report.relay_calls / accepted:.2f}"),

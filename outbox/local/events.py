@@ -6,12 +6,10 @@ Used by the local demo and stack, and by the tests, so they all drive the real h
 from __future__ import annotations
 
 import base64
-import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from outbox.ops.invoke import LocalContext, local_context
 
 
 def http_api_event(
@@ -71,21 +69,4 @@ def http_api_event(
     return event
 
 
-def local_context(remaining_seconds: float = 60.0) -> LambdaContext:
-    """A Lambda context for running a handler in-process, with a real deadline."""
-    return cast("LambdaContext", LocalContext(deadline=time.monotonic() + remaining_seconds))
-
-
-@dataclass
-class LocalContext:
-    """The parts of a Lambda context that the handlers and Powertools read."""
-
-    function_name: str = "outbox-local"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:outbox-local"
-    aws_request_id: str = "local"
-    deadline: float = 0.0
-    """`time.monotonic()` at which the invocation would time out."""
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
+__all__ = ["LocalContext", "http_api_event", "local_context"]

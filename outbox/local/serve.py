@@ -8,12 +8,10 @@ local stand-in for the EventBridge schedule). Ctrl-C (or SIGTERM) stops all thre
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
@@ -26,8 +24,8 @@ from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.core.settings import Settings
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws, serve_wsgi
 from outbox.local.events import http_api_event, local_context
+from outbox.ops.invoke import run_relay
 from outbox.provisioning import provision
-from relay.core import Relay
 
 ANONYMOUS_NOTE = "requests are anonymous here (no IAM signature); the deployed API requires SigV4"
 
@@ -109,9 +107,6 @@ def serve(*, port: int, aws_port: int, relay_every: float, fifo: bool, out: Text
     os.environ.update(
         {**DUMMY_CREDENTIALS, "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")}
     )
-    # The relay's own log lines would reach stderr bare ("relay step stopped"); its summary says why.
-    logging.getLogger("outbox-relay").addHandler(logging.NullHandler())
-
     from outbox.ingest import handler as ingest  # noqa: PLC0415 - the handler's logger reads the environment set above
 
     api = _listen("the local API (--port)", port, IngestGateway(ingest.handler))
@@ -125,7 +120,7 @@ def serve(*, port: int, aws_port: int, relay_every: float, fifo: bool, out: Text
         reset_clients()
         resources = provision(dynamodb_client(), sqs_client(), prefix="local", fifo=fifo)
         os.environ.update(resources.environment())
-        settings = Settings.from_env()
+        Settings.from_env()  # a bad setting stops here, before anything listens
         ingest._settings.cache_clear()
     except BaseException:
         api.server_close()
@@ -133,7 +128,7 @@ def serve(*, port: int, aws_port: int, relay_every: float, fifo: bool, out: Text
         raise
     stop = threading.Event()
     relay_thread = threading.Thread(
-        target=_relay_loop, args=(settings, relay_every, stop, say), name="relay-timer", daemon=True
+        target=_relay_loop, args=(relay_every, stop, say), name="relay-timer", daemon=True
     )
     stack = LocalStack(aws, api, relay_thread, stop)
     api_thread = threading.Thread(target=api.serve_forever, name="local-api", daemon=True)
@@ -174,12 +169,12 @@ def _start_emulator(port: int) -> EmbeddedAws:
         ) from None
 
 
-def _relay_loop(settings: Settings, every: float, stop: threading.Event, say: Lines) -> None:
-    relay = Relay(dynamodb=dynamodb_client(), sqs=sqs_client(), settings=settings)
+def _relay_loop(every: float, stop: threading.Event, say: Lines) -> None:
+    """The schedule: one relay invocation every `every` seconds, as the deployed rule runs it."""
     while not stop.wait(every):
-        summary = relay.run(time.monotonic() + max(every, 5.0))
-        if summary.sent or summary.rolled_back or summary.poisoned or summary.errors:
-            say(f"relay: {json.dumps(summary.as_dict(), sort_keys=True)}")
+        run = run_relay(max(every, 5.0))
+        if run.sent or run.rolled_back or run.poisoned or run.errors:
+            say(f"relay: {json.dumps(run.reported, sort_keys=True)}")
 
 
 def _announce(say: Lines, stack: LocalStack, environment: dict[str, str], relay_every: float) -> None:

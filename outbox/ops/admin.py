@@ -8,8 +8,8 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -19,25 +19,35 @@ from outbox.core.domain import (
     Status,
     epoch_millis,
     is_issued_message_id,
-    iso,
     new_time_ordered_id,
     time_ordered_id_millis,
     utc_now,
 )
 from outbox.core.errors import InvalidRequest, MessageNotFound
 from outbox.core.schema import FAILED_INDEX, MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY, TTL_ATTRIBUTE
-from outbox.data.transactions import client_request_token
-from relay.store import OutboxStore
+from outbox.data.messages import MessageRecord, batch_get_messages, read_message
+from outbox.data.transact import TransactionCancelled, TransactionRetryPolicy
+from outbox.ops.transactions import (
+    delete_parked_entry_action,
+    new_entry_action,
+    requeue_message_action,
+    reset_parked_entry_action,
+    skip_message_action,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
     from outbox.core.settings import Settings
 
 
 # To stderr: the audit line must not mix with a command's --json output on stdout.
 logger = Logger(service="outbox-admin", logger_handler=logging.StreamHandler(sys.stderr))
+
+CONFLICT_RETRY: Final = TransactionRetryPolicy()
+"""An operator's transaction that only conflicted (another transaction held an item at that moment, or
+its partition was throttled) is sent again, a few times, before the command reports the change."""
 
 
 class NotFailed(InvalidRequest):
@@ -65,67 +75,24 @@ def requeue(
     its parked entry is left: `skip` releases it), `MessageNotFound` or `NotFailed`."""
     moment = now or utc_now()
     message = _failed_message(dynamodb, settings, message_id, for_requeue=True)
-    shard, entry_id = message["shard"]["S"], message["entry_id"]["S"]
-    entry = dynamodb.get_item(
-        TableName=settings.outbox_table,
-        Key={OUTBOX_PARTITION_KEY: {"S": shard}, OUTBOX_SORT_KEY: {"S": entry_id}},
-        ConsistentRead=True,
-    ).get("Item")
+    shard, entry_id, key = _entry_of(message)
+    entry = dynamodb.get_item(TableName=settings.outbox_table, Key=key, ConsistentRead=True).get("Item")
     reuse = entry is not None and entry.get("state", {}).get("S") == EntryState.PARKED
-    message_update: dict[str, Any] = {
-        "TableName": settings.messages_table,
-        "Key": {MESSAGE_KEY: {"S": message_id}},
-        "UpdateExpression": (
-            "SET #status = :pending, updated_at = :now, requeued_at = :now, requeued_by = :actor, "
-            "attempts = :zero, entry_id = :entry REMOVE failed_at, #expires"
-        ),
-        "ConditionExpression": "#status = :failed",
-        "ExpressionAttributeNames": {"#status": "status", "#expires": TTL_ATTRIBUTE},
-        "ExpressionAttributeValues": {
-            ":pending": {"S": Status.PENDING},
-            ":failed": {"S": Status.FAILED},
-            ":now": {"S": iso(moment)},
-            ":actor": {"S": actor},
-            ":zero": {"N": "0"},
-        },
-    }
     if reuse:
-        message_update["ExpressionAttributeValues"][":entry"] = {"S": entry_id}
-        entry_action: TransactWriteItemTypeDef = {
-            "Update": {
-                "TableName": settings.outbox_table,
-                "Key": {OUTBOX_PARTITION_KEY: {"S": shard}, OUTBOX_SORT_KEY: {"S": entry_id}},
-                "UpdateExpression": (
-                    "SET #state = :ready, attempts = :zero, next_attempt_at = :now_ms "
-                    "REMOVE last_error, claim_token, lease_until"
-                ),
-                "ConditionExpression": "#state = :parked",
-                "ExpressionAttributeNames": {"#state": "state"},
-                "ExpressionAttributeValues": {
-                    ":ready": {"S": EntryState.READY},
-                    ":parked": {"S": EntryState.PARKED},
-                    ":zero": {"N": "0"},
-                    ":now_ms": {"N": str(epoch_millis(moment))},
-                },
-            }
-        }
+        entry_action = reset_parked_entry_action(outbox_table=settings.outbox_table, key=key, now=moment)
     else:
-        new_entry_id = new_time_ordered_id(epoch_millis(moment))
-        message_update["ExpressionAttributeValues"][":entry"] = {"S": new_entry_id}
-        item: dict[str, Any] = {
-            OUTBOX_PARTITION_KEY: {"S": shard},
-            OUTBOX_SORT_KEY: {"S": new_entry_id},
-            MESSAGE_KEY: {"S": message_id},
-            "state": {"S": EntryState.READY},
-            "attempts": {"N": "0"},
-            "next_attempt_at": {"N": str(epoch_millis(moment))},
-        }
-        if "group_id" in message:
-            item["group_id"] = message["group_id"]
-        entry_action = {"Put": {"TableName": settings.outbox_table, "Item": item}}
-    _transact(
-        dynamodb, [cast("TransactWriteItemTypeDef", {"Update": message_update}), entry_action], message_id
+        entry_id = new_time_ordered_id(epoch_millis(moment))
+        entry_action = new_entry_action(
+            outbox_table=settings.outbox_table, message=message, shard=shard, entry_id=entry_id, now=moment
+        )
+    message_action = requeue_message_action(
+        messages_table=settings.messages_table,
+        message_id=message_id,
+        entry_id=entry_id,
+        actor=actor,
+        now=moment,
     )
+    _transact(dynamodb, [message_action, entry_action], message_id)
     logger.info("message requeued", message_id=message_id, actor=actor, reused_entry=reuse)
     return RequeueResult(message_id, reused_entry=reuse)
 
@@ -146,37 +113,22 @@ def skip(
         orphan = _orphaned_parked_entry(dynamodb, settings, message_id)
         if orphan is None:
             raise
-        _transact(dynamodb, [_delete_parked(settings, orphan, message_id=message_id)], message_id)
+        orphan_action = delete_parked_entry_action(
+            outbox_table=settings.outbox_table, key=orphan, message_id=message_id
+        )
+        _transact(dynamodb, [orphan_action], message_id)
         logger.info("orphaned parked entry skipped", message_id=message_id, actor=actor)
         return SkipResult(message_id, orphaned=True)
-    stamp = iso(moment)
-    expires = int((moment + timedelta(days=settings.retention_days)).timestamp())
-    _transact(
-        dynamodb,
-        [
-            {
-                "Update": {
-                    "TableName": settings.messages_table,
-                    "Key": {MESSAGE_KEY: {"S": message_id}},
-                    "UpdateExpression": (
-                        "SET skipped_at = :now, skipped_by = :actor, updated_at = :now, #expires = :expires"
-                    ),
-                    "ConditionExpression": "#status = :failed",
-                    "ExpressionAttributeNames": {"#status": "status", "#expires": TTL_ATTRIBUTE},
-                    "ExpressionAttributeValues": {
-                        ":now": {"S": stamp},
-                        ":actor": {"S": actor},
-                        ":failed": {"S": Status.FAILED},
-                        ":expires": {"N": str(expires)},
-                    },
-                }
-            },
-            _delete_parked(
-                settings, {OUTBOX_PARTITION_KEY: message["shard"], OUTBOX_SORT_KEY: message["entry_id"]}
-            ),
-        ],
-        message_id,
+    _, _, key = _entry_of(message)
+    message_action = skip_message_action(
+        messages_table=settings.messages_table,
+        message_id=message_id,
+        actor=actor,
+        now=moment,
+        retention_days=settings.retention_days,
     )
+    entry_action = delete_parked_entry_action(outbox_table=settings.outbox_table, key=key)
+    _transact(dynamodb, [message_action, entry_action], message_id)
     logger.info("parked entry skipped", message_id=message_id, actor=actor)
     return SkipResult(message_id, orphaned=False)
 
@@ -186,25 +138,6 @@ class SkipResult:
     message_id: str
     orphaned: bool
     """True: the message was gone and only its parked entry was deleted."""
-
-
-def _delete_parked(
-    settings: Settings, key: dict[str, Any], *, message_id: str | None = None
-) -> TransactWriteItemTypeDef:
-    condition = "#state = :parked"
-    values: dict[str, Any] = {":parked": {"S": EntryState.PARKED}}
-    if message_id is not None:
-        condition += " AND message_id = :message_id"
-        values[":message_id"] = {"S": message_id}
-    return {
-        "Delete": {
-            "TableName": settings.outbox_table,
-            "Key": key,
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": values,
-        }
-    }
 
 
 def _parked_entries(dynamodb: DynamoDBClient, settings: Settings) -> Iterator[dict[str, Any]]:
@@ -223,7 +156,7 @@ def _parked_entries(dynamodb: DynamoDBClient, settings: Settings) -> Iterator[di
 
 def _orphaned_parked_entry(
     dynamodb: DynamoDBClient, settings: Settings, message_id: str
-) -> dict[str, Any] | None:
+) -> dict[str, AttributeValueTypeDef] | None:
     for entry in _parked_entries(dynamodb, settings):
         if entry[MESSAGE_KEY]["S"] == message_id:
             return {
@@ -236,8 +169,8 @@ def _orphaned_parked_entry(
 def orphaned_parked_message_ids(dynamodb: DynamoDBClient, settings: Settings) -> list[str]:
     """Parked entries whose message is gone: each holds its FIFO group until `skip` drops it."""
     parked = [entry[MESSAGE_KEY]["S"] for entry in _parked_entries(dynamodb, settings)]
-    store = OutboxStore(dynamodb, messages_table=settings.messages_table, outbox_table=settings.outbox_table)
-    found = store.fetch_messages(parked)  # the relay's bounded read: ReadsUnprocessed if throttled for good
+    # The relay's bounded read: `ReadsUnprocessed` if DynamoDB keeps leaving keys unprocessed.
+    found = batch_get_messages(dynamodb, settings.messages_table, parked)
     return [mid for mid in parked if mid not in found]
 
 
@@ -388,13 +321,11 @@ def clear_owed_ttl(
 
 def _failed_message(
     dynamodb: DynamoDBClient, settings: Settings, message_id: str, *, for_requeue: bool = False
-) -> dict[str, Any]:
+) -> MessageRecord:
     if not is_issued_message_id(message_id):
         raise MessageNotFound(message_id)  # no such id is ever issued (and DynamoDB refuses long keys)
-    item = dynamodb.get_item(
-        TableName=settings.messages_table, Key={MESSAGE_KEY: {"S": message_id}}, ConsistentRead=True
-    ).get("Item")
-    if item is None:
+    message = read_message(dynamodb, settings.messages_table, message_id)
+    if message is None:
         if for_requeue and _orphaned_parked_entry(dynamodb, settings, message_id) is not None:
             raise MessageGone(
                 "message_gone",
@@ -403,20 +334,36 @@ def _failed_message(
                 "message_id",
             )
         raise MessageNotFound(message_id)
-    status = item["status"]["S"]
-    if status != Status.FAILED:
-        raise NotFailed("not_failed", f"message {message_id} is {status}, not FAILED", "message_id")
-    return dict(item)
+    if message.status != Status.FAILED:
+        raise NotFailed("not_failed", f"message {message_id} is {message.status}, not FAILED", "message_id")
+    return message
+
+
+def _entry_of(message: MessageRecord) -> tuple[str, str, dict[str, AttributeValueTypeDef]]:
+    """The shard, id and key of the message's outbox entry, which every message item names."""
+    key = message.entry_key
+    if message.shard is None or message.entry_id is None or key is None:
+        raise InvalidRequest(
+            "no_entry", f"message {message.message_id} names no outbox entry (shard, entry_id)", "message_id"
+        )
+    return message.shard, message.entry_id, key
 
 
 def _transact(dynamodb: DynamoDBClient, items: list[TransactWriteItemTypeDef], message_id: str) -> None:
+    """Run an operator's transaction. A cancellation by a failed condition means the message or its entry
+    changed since this command read them: reported as `changed_concurrently`, to look again. One caused
+    only by a conflict or throttling is sent again first (`CONFLICT_RETRY`, a new request token each time),
+    and reported the same way if it keeps happening. Other errors propagate."""
     try:
-        dynamodb.transact_write_items(TransactItems=items, ClientRequestToken=client_request_token(items))
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-            raise NotFailed(
-                "changed_concurrently",
-                f"message {message_id} changed while this ran; look again",
-                "message_id",
-            ) from exc
-        raise
+        CONFLICT_RETRY.run(dynamodb, items, retry_if=_only_conflicted)
+    except TransactionCancelled as cancelled:
+        raise NotFailed(
+            "changed_concurrently",
+            f"message {message_id} changed while this ran; look again",
+            "message_id",
+        ) from cancelled
+
+
+def _only_conflicted(cancelled: TransactionCancelled) -> bool:
+    """No condition failed, and something a retry can get past did: nothing the command read has changed."""
+    return cancelled.retryable and not cancelled.failed_conditions

@@ -6,7 +6,7 @@ raising a read timeout, so the server applied it and the caller does not know.
 
 Per-entry failures of `SendMessageBatch` are made up on the client, so on a FIFO queue they need one rule
 SQS itself keeps: a resend of a deduplication id that SQS accepted less than 5 minutes ago is accepted
-again (and dropped), never failed. A `DedupLedger` shared by every injector of a scenario remembers which
+again (and dropped), never failed. A `DedupWindow` shared by every injector of a scenario remembers which
 ids reached the queue, and an entry fault for a batch holding one of them is not injected.
 """
 
@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
@@ -54,51 +50,15 @@ _ENTRY_FAULTS: Final = frozenset({FaultKind.ENTRY_FAILURE, FaultKind.ENTRY_REJEC
 SQS_DEDUPLICATION_SECONDS: Final = 300.0
 
 
-class DedupLedger:
-    """FIFO deduplication ids that reached the queue, and when: a SQLite file, so that relays in other
-    processes share it. Like SQS, an id's window starts at its first accepted send and a send after the
-    window starts a new one."""
+class DedupWindow(Protocol):
+    """Where the FIFO deduplication ids that reached the queue are remembered, shared by every injector of
+    a scenario (`chaos.ledger.DedupLedger` keeps them in SQLite, so relays in other processes share it)."""
 
-    def __init__(self, path: Path, *, window_seconds: float = SQS_DEDUPLICATION_SECONDS) -> None:
-        self.path = path
-        self.window_seconds = window_seconds
-        with self._db() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS sent (id TEXT PRIMARY KEY, at REAL NOT NULL)")
-            db.execute("CREATE TABLE IF NOT EXISTS spared (at REAL NOT NULL)")
+    def record(self, ids: Iterable[str]) -> None: ...
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """One connection per use, committed and closed: safe from any thread or process."""
-        with closing(sqlite3.connect(self.path, timeout=60)) as db, db:
-            yield db
+    def any_within_window(self, ids: Iterable[str]) -> bool: ...
 
-    def record(self, ids: Iterable[str], *, now: float | None = None) -> None:
-        at = time.time() if now is None else now
-        with self._db() as db:
-            db.executemany(
-                "INSERT INTO sent VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at "
-                "WHERE sent.at < excluded.at - ?",
-                [(dedup_id, at, self.window_seconds) for dedup_id in ids],
-            )
-
-    def any_within_window(self, ids: Iterable[str], *, now: float | None = None) -> bool:
-        wanted = list(ids)
-        if not wanted:
-            return False
-        since = (time.time() if now is None else now) - self.window_seconds
-        marks = ",".join("?" * len(wanted))
-        with self._db() as db:
-            query = f"SELECT 1 FROM sent WHERE at > ? AND id IN ({marks}) LIMIT 1"  # noqa: S608 - only "?"s
-            return db.execute(query, [since, *wanted]).fetchone() is not None
-
-    def note_spared(self) -> None:
-        with self._db() as db:
-            db.execute("INSERT INTO spared VALUES (?)", (time.time(),))
-
-    def spared(self) -> int:
-        """Entry faults not injected because SQS would have accepted (and dropped) the resend."""
-        with self._db() as db:
-            return int(db.execute("SELECT COUNT(*) FROM spared").fetchone()[0])
+    def note_spared(self) -> None: ...
 
 
 _THROTTLE_CODES = {"dynamodb": "ThrottlingException", "sqs": "RequestThrottled"}
@@ -129,7 +89,7 @@ class FaultInjector:
 
     client: Any
     seed: int | None = None
-    dedup_ledger: DedupLedger | None = None
+    dedup_ledger: DedupWindow | None = None
     """FIFO queues: spare entry faults on resends SQS would accept (see the module's docstring)."""
     injected: Counter[tuple[str, FaultKind]] = field(default_factory=Counter)
     _rules: dict[str, list[_Rule]] = field(default_factory=dict)

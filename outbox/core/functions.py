@@ -1,0 +1,15 @@
+"""The stack's Lambda functions, named the way Lambda resolves them (`module.attribute`).
+
+One contract between the code, the CDK construct (which deploys these handler strings) and the local
+emulator (which runs the functions by the same names, `outbox.local.functions`). Naming the relay here, as
+data, is how the tools run it without the `outbox` package importing `relay` (ADR 0016).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+INGEST_HANDLER: Final = "outbox.ingest.handler.handler"
+RELAY_HANDLER: Final = "relay.handler.handler"
+RELAY_STOP_MARGIN_SECONDS: Final = 5.0
+"""The relay starts no work this close to its invocation's deadline: its last batch ends inside it."""
