@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -129,20 +129,27 @@ class Relay:
         )
         self._sender = Sender(sqs, settings.queue_url, retry_policy=self._retry, fifo=settings.fifo)
 
-    def run(self, deadline: float) -> RunSummary:
-        """Relay until the outbox is drained or `deadline` (a `clock.monotonic()` value) is near."""
+    def run(self, deadline: float, shards: Collection[str] | None = None) -> RunSummary:
+        """Relay until the outbox is drained or `deadline` (a `clock.monotonic()` value) is near.
+
+        `shards`: only these shards (a doorbell names the shards its stream records came from); by
+        default every shard, as the scheduled sweep does. A name that is not a shard of this outbox is
+        ignored: the stream of a table with more shards than the settings say still only wakes ours."""
         count = self._settings.outbox_shards
         start = self._rng.randrange(count)  # overlapping runs start on different shards, not on each other
-        shards = iter([str((start + offset) % count) for offset in range(count)])
+        order = [str((start + offset) % count) for offset in range(count)]
+        if shards is not None:
+            order = [shard for shard in order if shard in shards]
+        queue = iter(order)
         lock = threading.Lock()
 
         def next_shard() -> str | None:
             with lock:
-                return next(shards, None)
+                return next(queue, None)
 
         summary = RunSummary()
         leftovers = _Worker(deadline, summary)
-        workers = max(1, min(count, self._config.parallel_shards))
+        workers = max(1, min(len(order), self._config.parallel_shards))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relay-shard") as pool:
             for worker in pool.map(lambda _: self._work(next_shard, deadline), range(workers)):
                 summary.merge(worker.summary)

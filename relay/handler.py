@@ -1,4 +1,5 @@
-"""Relay Lambda (`relay.handler.handler`): one scheduled run, a summary back, metrics out (EMF)."""
+"""Relay Lambda (`relay.handler.handler`): a scheduled sweep of every shard, or the shards a doorbell rang
+(a DynamoDB stream batch, relay/doorbell.py); a summary back, metrics out (EMF)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from outbox.core.functions import RELAY_STOP_MARGIN_SECONDS
 from outbox.core.settings import Settings
 from relay.clock import SystemClock
 from relay.core import Relay
+from relay.doorbell import shards_rung
 from relay.entries import RunSummary
 
 if TYPE_CHECKING:
@@ -68,12 +70,25 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     relay = _relay()
     deadline = _clock.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
     try:
-        summary = relay.run(deadline)
+        summary = relay_rung(relay, deadline, shards_rung(event))
         publish_metrics(metrics, summary)
     finally:
         _flush(metrics)
     logger.info("relay run finished", **summary.as_dict())
     return summary.as_dict()
+
+
+def relay_rung(relay: Relay, deadline: float, shards: frozenset[str] | None) -> RunSummary:
+    """One sweep of every shard (`shards` None: the schedule), or the rung shards until a pass over them
+    sends nothing more: entries written while a pass was reading are taken by the next pass rather than
+    left for another invocation. A pass that could not finish (deadline, an AWS error) ends the loop;
+    what it left is the sweep's, or the next doorbell's."""
+    summary = relay.run(deadline, shards)
+    last = summary
+    while shards and last.sent and last.drained and _clock.monotonic() < deadline:
+        last = relay.run(deadline, shards)
+        summary.merge(last)
+    return summary
 
 
 def _flush(sink: Metrics) -> None:
