@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSPreparedRequest
 from moto import mock_aws
 
 from outbox import enqueue
@@ -202,3 +203,19 @@ def ingest_messages(outbox: Outbox, count: int, *, group: Callable[[int], str] |
 def receive_all(queue_url: str) -> list[dict[str, Any]]:
     """Every message in the queue, deleted as read (call it only after all sending is done)."""
     return drain_queue(sqs_client(), queue_url)
+
+
+@pytest.fixture
+def sent_tokens(server_outbox: Outbox) -> Iterator[list[str]]:
+    """The `ClientRequestToken` of every `TransactWriteItems` put on the wire, resends included. Registered
+    before any injector, so it sees sends that a fault then answers."""
+    tokens: list[str] = []
+
+    def record(request: AWSPreparedRequest, **_: Any) -> None:
+        body = request.body
+        tokens.append(json.loads(body if isinstance(body, str | bytes) else b"{}")["ClientRequestToken"])
+
+    events = dynamodb_client().meta.events
+    events.register("before-send.dynamodb.TransactWriteItems", record)
+    yield tokens
+    events.unregister("before-send.dynamodb.TransactWriteItems", record)

@@ -3,15 +3,12 @@ reason per action, typed message records, and the operator commands' retry of a 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ClientError
 
 from outbox.core.clients import dynamodb_client
@@ -213,21 +210,6 @@ def test_a_requeue_after_a_skip_writes_the_entry_ingest_would(outbox: Outbox) ->
         due_ms=epoch_millis(moment),
     )
     assert outbox.entries() == [expected]
-
-
-@pytest.fixture
-def sent_tokens(server_outbox: Outbox) -> Iterator[list[str]]:
-    """The `ClientRequestToken` of every `TransactWriteItems` put on the wire, before any fault answers."""
-    tokens: list[str] = []
-
-    def record(request: AWSPreparedRequest, **_: Any) -> None:
-        body = request.body
-        tokens.append(json.loads(body if isinstance(body, str | bytes) else b"{}")["ClientRequestToken"])
-
-    events = dynamodb_client().meta.events
-    events.register("before-send.dynamodb.TransactWriteItems", record)
-    yield tokens
-    events.unregister("before-send.dynamodb.TransactWriteItems", record)
 
 
 @pytest.mark.server

@@ -9,12 +9,9 @@ token, while botocore's resends within one attempt (a lost response, a 5xx) keep
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ClientError
 
 from outbox.core.clients import dynamodb_client
@@ -22,22 +19,6 @@ from outbox.data.transactions import CLIENT_REQUEST_TOKEN_LENGTH, client_request
 from outbox.testing.faults import FaultInjector, FaultKind
 from outbox.testing.request_tokens import TOKEN_WINDOW_SECONDS, TokenMemory
 from tests.conftest import Outbox, call_ingest
-
-
-@pytest.fixture
-def sent_tokens(server_outbox: Outbox) -> Iterator[list[str]]:
-    """The `ClientRequestToken` of every `TransactWriteItems` put on the wire, resends included. Registered
-    before any injector, so it sees sends that a fault then answers."""
-    tokens: list[str] = []
-
-    def record(request: AWSPreparedRequest, **_: Any) -> None:
-        body = request.body
-        tokens.append(json.loads(body if isinstance(body, str | bytes) else b"{}")["ClientRequestToken"])
-
-    events = dynamodb_client().meta.events
-    events.register("before-send.dynamodb.TransactWriteItems", record)
-    yield tokens
-    events.unregister("before-send.dynamodb.TransactWriteItems", record)
 
 
 @pytest.mark.parametrize("key", [None, "order-7"])
