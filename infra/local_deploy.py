@@ -3,7 +3,8 @@
 What `cdk deploy` does, minus change sets: upload each file asset to its bootstrap bucket (folders zipped),
 record the bootstrap version CDK templates check, then `CreateStack` with the template. Fast and reliable on
 moto, whose change-set path has bugs. moto's CloudFormation skips some resource types (API Gateway v2,
-alarms, queue and topic policies, Lambda event-invoke configs); `DeployedStack.skipped` lists them.
+alarms, queue and topic policies, Lambda event-invoke configs), and the rehearsal leaves out the stream's
+event source mapping (see `_adapted_for_moto`); `DeployedStack.skipped` lists them.
 """
 
 from __future__ import annotations
@@ -68,9 +69,20 @@ def deploy(assembly: Path, stack_name: str, *, endpoint_url: str, account: str, 
 
 
 def _adapted_for_moto(template: dict[str, Any], stack_name: str) -> dict[str, Any]:
-    """CloudFormation names an unnamed FIFO queue with the `.fifo` suffix SQS requires; moto does not,
-    so the rehearsal names such queues itself. Nothing else is changed."""
+    """Two changes, each for a moto behaviour AWS does not have:
+
+    - CloudFormation names an unnamed FIFO queue with the `.fifo` suffix SQS requires; moto does not, so
+      the rehearsal names such queues itself;
+    - moto runs the function of a DynamoDB stream's event source mapping in Docker, synchronously, on every
+      write to the table (and fails the write's request without Docker), so stream mappings are left out
+      (listed in `DeployedStack.skipped`); the rehearsal plays the mapping itself from the template's
+      properties (infra/rehearse.py, outbox/local/stream.py)."""
     adapted: dict[str, Any] = json.loads(json.dumps(template))
+    adapted["Resources"] = {
+        logical_id: resource
+        for logical_id, resource in adapted["Resources"].items()
+        if not is_stream_mapping(resource)
+    }
     for logical_id, resource in adapted["Resources"].items():
         properties = resource.get("Properties", {})
         if (
@@ -80,6 +92,14 @@ def _adapted_for_moto(template: dict[str, Any], stack_name: str) -> dict[str, An
         ):
             properties["QueueName"] = f"{stack_name}-{logical_id}"[:75] + ".fifo"
     return adapted
+
+
+def is_stream_mapping(resource: dict[str, Any]) -> bool:
+    """An event source mapping whose source is a DynamoDB table's stream (`Fn::GetAtt [table, StreamArn]`)."""
+    if resource.get("Type") != "AWS::Lambda::EventSourceMapping":
+        return False
+    source = resource.get("Properties", {}).get("EventSourceArn")
+    return isinstance(source, dict) and source.get("Fn::GetAtt", [None, None])[1] == "StreamArn"
 
 
 def _publish_assets(s3: Any, manifest: Path, *, account: str, region: str) -> None:

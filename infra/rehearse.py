@@ -2,9 +2,11 @@
 
 Synthesizes the stack (real bundling), deploys it to a serialized moto server, then runs the handlers
 in-process as the deployed functions would run: with each function's environment as the emulator's Lambda
-stores it. A message is posted through `outbox.ingest.handler.handler`; `relay.handler.handler` (when present)
-moves it to the deployed queue; the rehearsal checks it is QUEUED and receives it. moto does not run
-Lambda (no Docker) nor create the API or the alarms: the template tests cover those.
+stores it. A message is posted through `outbox.ingest.handler.handler`; the deployed Outbox table's stream,
+read as the template's event source mapping reads it (its filter and batch size), wakes
+`relay.handler.handler`, which moves the message to the deployed queue; the rehearsal checks it is QUEUED,
+receives it, and runs the scheduled sweep, which finds nothing left. moto does not run Lambda (no Docker)
+nor create the API or the alarms: the template tests cover those.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from unittest import mock
 
 import boto3
 
-from infra.local_deploy import DeployedStack, deploy
+from infra.local_deploy import DeployedStack, deploy, is_stream_mapping
 from outbox.cdk import names
 
 CALLER_ARN: Final = f"arn:aws:iam::{names.DEFAULT_ACCOUNT}:user/rehearsal"
@@ -52,6 +54,9 @@ class Rehearsal:
     message_id: str | None = None
     final_status: str | None = None
     relay_summary: dict[str, Any] | None = None
+    """What the doorbell's invocation of the relay returned."""
+    sweep_summary: dict[str, Any] | None = None
+    """What the scheduled sweep after it returned."""
     received: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     """The relay's EMF output: metric name -> value, with namespace and dimensions under `_meta`."""
@@ -69,6 +74,8 @@ class Rehearsal:
             lines.append(
                 f"  not emulated by moto (template tests cover them): {', '.join(self.stack.skipped)}"
             )
+        if "AWS::Lambda::EventSourceMapping" in self.stack.skipped:
+            lines.append("  the stream mapping is played by the rehearsal (moto would run it in Docker)")
         lines += [f"  ok   {step}" for step in self.steps]
         lines += [f"  FAIL {failure}" for failure in self.failures]
         lines.append("rehearsal passed" if self.ok else "rehearsal FAILED")
@@ -92,10 +99,27 @@ def rehearse(assembly: Path, *, endpoint_url: str, stack_name: str, region: str,
         "deployed function environment names the deployed tables and queue",
     )
     with _function_environment({**environment, "AWS_ENDPOINT_URL": endpoint_url}):
+        doorbell = _doorbell(assembly / f"{stack_name}.template.json", stack, session, endpoint_url)
         _ingest(result)
         if result.message_id is not None:
-            _relay(result, result.message_id, region=region)
+            _relay(result, result.message_id, doorbell, region=region)
     return result
+
+
+def _doorbell(template_path: Path, stack: DeployedStack, session: Any, endpoint_url: str) -> Any:
+    """The template's stream mapping, played on the deployed table's stream from now on (LATEST)."""
+    from outbox.local.stream import StreamTail, pattern_of  # noqa: PLC0415 - local-only code
+
+    resources = json.loads(template_path.read_text(encoding="utf-8"))["Resources"]
+    (mapping,) = (resource["Properties"] for resource in resources.values() if is_stream_mapping(resource))
+    table = stack.resources[mapping["EventSourceArn"]["Fn::GetAtt"][0]]
+    stream_arn = session.client("dynamodb", endpoint_url=endpoint_url).describe_table(TableName=table)[
+        "Table"
+    ]["LatestStreamArn"]
+    streams = session.client("dynamodbstreams", endpoint_url=endpoint_url)
+    return StreamTail(
+        streams, stream_arn, pattern=pattern_of(mapping["FilterCriteria"]), batch_size=mapping["BatchSize"]
+    ).start()
 
 
 def _ingest(result: Rehearsal) -> None:
@@ -121,20 +145,29 @@ def _ingest(result: Rehearsal) -> None:
         result.check(result.final_status == "PENDING", f"GET /messages/{{id}} -> {result.final_status}")
 
 
-def _relay(result: Rehearsal, message_id: str, *, region: str) -> None:
+def _relay(result: Rehearsal, message_id: str, doorbell: Any, *, region: str) -> None:
     if importlib.util.find_spec(RELAY_MODULE) is None:
         result.steps.append(f"relay skipped: {RELAY_MODULE} does not exist yet")
         return
     relay = _cold_start(RELAY_MODULE)
     from outbox.local.events import local_context  # noqa: PLC0415
 
+    events = doorbell.poll()
+    records = sum(len(event["Records"]) for event in events)
+    result.check(records == 1, f"the Outbox stream rang once for the posted message ({records} records)")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # Powertools prints the EMF metrics blob
-        result.relay_summary = relay.handler(_scheduled_event(region), local_context(60))
+        for event in events:
+            result.relay_summary = relay.handler(event, local_context(60))
+        result.sweep_summary = relay.handler(_scheduled_event(region), local_context(60))
     result.metrics = _emf_metrics(printed.getvalue())
     result.check(
         bool(result.relay_summary and result.relay_summary.get("sent") == 1),
-        f"relay run -> {result.relay_summary}",
+        f"relay woken by the stream -> {result.relay_summary}",
+    )
+    result.check(
+        bool(result.sweep_summary and result.sweep_summary.get("sent") == 0),
+        f"scheduled sweep after it -> sent {(result.sweep_summary or {}).get('sent')}",
     )
     ingest = _cold_start(INGEST_MODULE, fresh=False)
     result.final_status = _status(ingest, message_id)

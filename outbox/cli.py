@@ -481,16 +481,17 @@ def serve(
         int, typer.Option(min=0, max=65_535, help="Port of the embedded AWS emulator (0: any free port).")
     ] = 0,
     relay_every: Annotated[
-        float, typer.Option(min=0.2, help="Seconds between relay runs.", callback=_finite)
+        float, typer.Option(min=0.2, help="Seconds between sweeps of every shard.", callback=_finite)
     ] = 5.0,
     fifo: Annotated[bool, typer.Option("--fifo", help="Use a FIFO queue.")] = False,
 ) -> None:
     """A local stack: embedded AWS emulator, the HTTP API in front of the real ingest handler, and the
-    relay on a timer.
+    relay, woken by the Outbox table's stream and swept on a timer (a POST is queued in about a quarter
+    of a second here; `python -m bench.latency` measures it).
 
     Prints the endpoints and `export` lines, then one line per relay run that did something
-    ("relay: " and its summary as one JSON object). Ctrl-C stops everything (exit 0). Needs the local
-    tools (pip install 'dynamodb-sqs-outbox[local]').
+    ("relay: " and its summary as one JSON object; "trigger" says doorbell or sweep). Ctrl-C stops
+    everything (exit 0). Needs the local tools (pip install 'dynamodb-sqs-outbox[local]').
 
     Example: outbox serve --port 8080 --relay-every 2
     """

@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from outbox.core.clients import dynamodb_client, sqs_client
-from outbox.core.functions import RELAY_STOP_MARGIN_SECONDS
+from outbox.core.functions import DOORBELL_RUN_SECONDS, RELAY_STOP_MARGIN_SECONDS
 from outbox.core.settings import Settings
 from relay.clock import SystemClock
 from relay.core import Relay
@@ -81,8 +81,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def relay_rung(relay: Relay, deadline: float, shards: frozenset[str] | None) -> RunSummary:
     """One sweep of every shard (`shards` None: the schedule), or the rung shards until a pass over them
     sends nothing more: entries written while a pass was reading are taken by the next pass rather than
-    left for another invocation. A pass that could not finish (deadline, an AWS error) ends the loop;
-    what it left is the sweep's, or the next doorbell's."""
+    left for another invocation. A rung invocation works for `DOORBELL_RUN_SECONDS` at most. A pass that
+    could not finish (deadline, an AWS error) ends the loop; what it left is the sweep's, or the next
+    doorbell's."""
+    if shards is not None:
+        deadline = min(deadline, _clock.monotonic() + DOORBELL_RUN_SECONDS)
     summary = relay.run(deadline, shards)
     last = summary
     while shards and last.sent and last.drained and _clock.monotonic() < deadline:

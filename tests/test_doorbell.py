@@ -9,6 +9,9 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
+import relay.handler
 from outbox.api import enqueue
 from outbox.core.clients import dynamodb_client, sqs_client
 from outbox.core.schema import OUTBOX_PARTITION_KEY
@@ -110,3 +113,21 @@ def test_an_entry_written_during_a_pass_is_taken_by_the_next_pass(outbox: Outbox
     assert outbox.entries() == []
     received = Counter(message_id_of(m) for m in receive_all(outbox.resources.queue_url))
     assert received == Counter([*ids, *late])
+
+
+def test_a_rung_invocation_stops_after_its_own_budget(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A woken run is bounded by DOORBELL_RUN_SECONDS, not by the function's timeout, so the records
+    behind its batch do not wait for a whole backlog; the sweep takes the rest with the full deadline."""
+    ids = ingest_messages(outbox, 10)
+    monkeypatch.setattr(relay.handler, "DOORBELL_RUN_SECONDS", 0.0)
+    shards = frozenset(_shard_of(outbox, message_id) for message_id in ids)
+
+    woken = relay_rung(_relay(outbox), time.monotonic() + 60, shards)
+    assert woken.sent == 0
+    assert len(outbox.entries()) == len(ids)
+
+    sweep = relay_rung(_relay(outbox), time.monotonic() + 60, None)
+    assert sweep.sent == len(ids)
+    assert outbox.entries() == []

@@ -42,7 +42,8 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[in
 def test_serve_accepts_relays_and_stops_cleanly() -> None:
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "outbox.cli", "serve", "--port", str(port), "--relay-every", "0.5"],
+        # A sweep ten minutes away: the message below can only be relayed by the doorbell.
+        [sys.executable, "-m", "outbox.cli", "serve", "--port", str(port), "--relay-every", "600"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -95,4 +96,5 @@ def test_serve_accepts_relays_and_stops_cleanly() -> None:
         out, err = server.communicate(timeout=60)
     assert server.returncode == 0, err
     assert "stopped" in out
+    assert '"trigger": "doorbell"' in out
     assert "Traceback" not in err

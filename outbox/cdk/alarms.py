@@ -5,6 +5,8 @@
 - poisoned messages: a message went FAILED (its entry parked; on FIFO its group is blocked);
 - FIFO only, late resends: a resend more than 4 minutes after the first claim, which SQS may deliver
   twice (the relay fell behind or leases are too long for the schedule);
+- doorbell iterator age: the stream's records wait longer than three doorbell runs before the relay
+  sees them (too few lanes, throttled or failing invocations): delivery falls back to the sweep's pace;
 - relay errors: a run that raised;
 - dead-letter queue depth: a consumer gave up on a message;
 - API 5xx: ingest failing for callers.
@@ -30,8 +32,12 @@ from outbox.cdk.names import (
     POISONED_METRIC,
     RELAY_SERVICE,
 )
+from outbox.core.functions import DOORBELL_RUN_SECONDS
 
 PERIOD: Final = cdk.Duration.minutes(5)
+DOORBELL_LAG_ALARM_MS: Final = int(3 * DOORBELL_RUN_SECONDS * 1000)
+"""A woken run holds its batch's lane for `DOORBELL_RUN_SECONDS` at most, so records that wait three times
+that are not behind one long run: the mapping cannot keep up."""
 
 
 class OutboxAlarms(Construct):
@@ -78,6 +84,12 @@ class OutboxAlarms(Construct):
             )
             if fifo
             else None
+        )
+        self.doorbell_lag = self._alarm(
+            "DoorbellIteratorAge",
+            relay.metric("IteratorAge", period=PERIOD, statistic="Maximum"),
+            threshold=DOORBELL_LAG_ALARM_MS,
+            description="The Outbox stream's doorbell falls behind: delivery waits for the scheduled sweep",
         )
         self.relay_errors = self._alarm(
             "RelayErrors",

@@ -1,4 +1,5 @@
-"""The reusable outbox: both tables, the queue with its dead-letter queue, and the scheduled relay.
+"""The reusable outbox: both tables, the queue with its dead-letter queue, and the relay, woken by the
+Outbox table's stream (the doorbell) and run on a schedule (the sweep).
 
 A team can put this construct in its own stack and let its own functions write messages in their own
 transactions with `grant_enqueue` (docs/design.md §5, library API); the standalone stack adds the ingest
@@ -39,6 +40,16 @@ RELAY_MEMORY_MB: Final = 512
 SCHEDULE_MAX_EVENT_AGE: Final = cdk.Duration.seconds(60)
 """The next tick is the retry: a late or failed run is never replayed (docs/design.md §4)."""
 
+# The doorbell (ADR 0017): the Outbox table's stream invokes the relay with the shards that got new entries.
+DOORBELL_BATCH_SIZE: Final = 1000
+"""Records per invocation. A keys-only record is a few hundred bytes, and the relay only collects the
+shards they name, so a large batch costs nothing and saves invocations when the relay falls behind."""
+DOORBELL_MAX_PARALLELIZATION: Final = 10
+"""Lambda's limit on concurrent batches per stream shard (its ParallelizationFactor). The mapping uses
+`min(OUTBOX_SHARDS, 10)`: as many concurrent woken runs per stream shard as there are outbox shards to
+work, and no more, since more runs than shards can only contend for the same entries. (Lambda keeps order
+per item, not per partition key, so two lanes may ring one shard at once; claims keep them apart.)"""
+
 # IAM: each role gets the actions of the API calls its code makes, and nothing else (ADR 0010, revision of
 # 2026-12-01). Inside `TransactWriteItems` every action is authorized as its own item action (Put → PutItem,
 # Update → UpdateItem, Delete → DeleteItem, ConditionCheck → ConditionCheckItem); a condition expression or
@@ -57,6 +68,15 @@ Delete); drop a stale entry (DeleteItem). relay/store.py."""
 RELAY_MESSAGES_ACTIONS: Final = ("dynamodb:BatchGetItem", "dynamodb:UpdateItem")
 """Fetch payloads (BatchGetItem); PENDING→QUEUED at finalize and PENDING→FAILED at poison (transaction
 Updates)."""
+RELAY_STREAM_ACTIONS: Final = (
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+)
+"""The event source mapping reads the Outbox table's stream with the function's role: the four actions
+Lambda documents for a DynamoDB stream, scoped to this stream as the DynamoDB developer guide's example
+policy scopes them (not CDK's `grant_stream_read`, which grants `ListStreams` on `*`)."""
 RELAY_QUEUE_ACTIONS: Final = ("sqs:SendMessage",)
 """`SendMessageBatch` (relay/sender.py); the relay reads no queue attributes."""
 ADMIN_MESSAGES_ACTIONS: Final = (
@@ -149,7 +169,7 @@ class OutboxConstruct(Construct):
             environment=self.environment,
             timeout=cdk.Duration.seconds(config.relay_timeout_seconds),
             memory_size=RELAY_MEMORY_MB,
-            description="Outbox relay: moves outbox entries to SQS, on a schedule",
+            description="Outbox relay: entries to SQS, woken by the Outbox stream, swept on a schedule",
             log_retention_days=config.log_retention_days,
             removal_policy=policy,
         )
@@ -168,6 +188,34 @@ class OutboxConstruct(Construct):
                 )
             ],
         )
+        stream_read = self.grant_doorbell(self.relay.function)
+        self.doorbell = self.relay.function.add_event_source_mapping(
+            "Doorbell",
+            event_source_arn=self.outbox_stream_arn,
+            starting_position=lambda_.StartingPosition.LATEST,
+            filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")})],
+            batch_size=DOORBELL_BATCH_SIZE,
+            max_batching_window=cdk.Duration.seconds(0),
+            parallelization_factor=min(config.settings.outbox_shards, DOORBELL_MAX_PARALLELIZATION),
+            retry_attempts=0,
+            bisect_batch_on_error=False,
+            max_record_age=cdk.Duration.seconds(config.settings.schedule_seconds),
+        )
+        """The Outbox table's stream invoking the relay with new entries' shards (ADR 0017). A hint, never a
+        duty: a failed batch is not retried nor split (that would hold its stream shard back), and a record
+        older than one schedule period is skipped, since a sweep has run since it was written."""
+        stream_read.apply_before(self.doorbell)  # Lambda checks the role can read the stream on creation
+
+    @property
+    def outbox_stream_arn(self) -> str:
+        arn = self.outbox_table.table_stream_arn
+        if arn is None:
+            raise ValueError("the Outbox table has no stream")
+        return arn
+
+    def grant_doorbell(self, grantee: iam.IGrantable) -> iam.Grant:
+        """What the event source mapping reads the Outbox stream with (the function's role)."""
+        return _grant(grantee, (RELAY_STREAM_ACTIONS, [self.outbox_stream_arn]))
 
     def grant_enqueue(self, grantee: iam.IGrantable) -> iam.Grant:
         """What the two actions of a message's transaction take: a Put on each table. `enqueue()` (a
@@ -226,6 +274,7 @@ class OutboxConstruct(Construct):
                 point_in_time_recovery_enabled=True
             ),
             time_to_live_attribute=TTL_ATTRIBUTE if ttl else None,
+            stream=schema.stream_view,
             deletion_protection=config.removal_policy is RemovalPolicyName.RETAIN,
             removal_policy=removal_policy(config),
         )
@@ -263,6 +312,13 @@ class _TableSchema:
         self._types = {item["AttributeName"]: item["AttributeType"] for item in attributes}
         self._keys = cast("list[dict[str, str]]", definition["KeySchema"])
         self._indexes = cast("list[dict[str, Any]]", definition.get("GlobalSecondaryIndexes", []))
+        self._stream = cast("dict[str, Any] | None", definition.get("StreamSpecification"))
+
+    @property
+    def stream_view(self) -> dynamodb.StreamViewType | None:
+        if not self._stream or not self._stream.get("StreamEnabled"):
+            return None
+        return dynamodb.StreamViewType(self._stream["StreamViewType"])
 
     def _attribute(self, name: str) -> dynamodb.Attribute:
         return dynamodb.Attribute(name=name, type=self._TYPES[self._types[name]])

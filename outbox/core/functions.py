@@ -13,3 +13,8 @@ INGEST_HANDLER: Final = "outbox.ingest.handler.handler"
 RELAY_HANDLER: Final = "relay.handler.handler"
 RELAY_STOP_MARGIN_SECONDS: Final = 5.0
 """The relay starts no work this close to its invocation's deadline: its last batch ends inside it."""
+DOORBELL_RUN_SECONDS: Final = 10.0
+"""How long an invocation woken by the stream keeps relaying its shards (ADR 0017). While it runs, the
+records behind its batch wait; bounding it keeps the mapping's iterator age, which the stack alarms on, a
+measure of the doorbell falling behind rather than of one invocation's loop. A backlog it leaves is the
+next batch's, or the sweep's (which runs to the function's timeout)."""

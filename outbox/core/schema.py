@@ -19,6 +19,9 @@ TTL_ATTRIBUTE: Final = "expires_at"
 # Outbox table: small entries, partitioned by shard, ordered by a time-ordered entry id.
 OUTBOX_PARTITION_KEY: Final = "shard"
 OUTBOX_SORT_KEY: Final = "entry_id"
+OUTBOX_STREAM_VIEW: Final = "KEYS_ONLY"
+"""The Outbox table's stream is the relay's doorbell (ADR 0017): a record needs only the key, whose
+partition is the shard to relay; the cheapest view, and no payload ever leaves the table through it."""
 
 # SQS.
 QUEUE_MAX_MESSAGE_BYTES: Final = 1_048_576
@@ -49,7 +52,7 @@ def messages_table_definition(table_name: str) -> dict[str, object]:
 
 
 def outbox_table_definition(table_name: str) -> dict[str, object]:
-    """`CreateTable` arguments for the Outbox table (on-demand)."""
+    """`CreateTable` arguments for the Outbox table (on-demand, with its doorbell stream)."""
     return {
         "TableName": table_name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -61,6 +64,7 @@ def outbox_table_definition(table_name: str) -> dict[str, object]:
             {"AttributeName": OUTBOX_PARTITION_KEY, "KeyType": "HASH"},
             {"AttributeName": OUTBOX_SORT_KEY, "KeyType": "RANGE"},
         ],
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": OUTBOX_STREAM_VIEW},
     }
 
 

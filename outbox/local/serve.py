@@ -1,8 +1,10 @@
 """`outbox serve`: a local stack to curl and to point the AWS CLI at.
 
 An embedded moto server (the tables and queue), a local HTTP endpoint that turns each request into the
-HTTP API 2.0 event the deployed API would send `outbox.ingest.handler.handler`, and the relay on a timer (the
-local stand-in for the EventBridge schedule). Ctrl-C (or SIGTERM) stops all three and exits 0.
+HTTP API 2.0 event the deployed API would send `outbox.ingest.handler.handler`, and the relay invoked the two
+ways the stack invokes it: woken by the Outbox table's stream (the doorbell; outbox/local/stream.py reads the
+emulator's stream four times a second, as Lambda's poller does) and swept on a timer (the stand-in for the
+EventBridge schedule). One invocation runs at a time. Ctrl-C (or SIGTERM) stops all of it and exits 0.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
+import boto3
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
@@ -24,10 +28,14 @@ from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.core.settings import Settings
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws, serve_wsgi
 from outbox.local.events import http_api_event, local_context
-from outbox.ops.invoke import run_relay
+from outbox.local.stream import StreamTail
+from outbox.ops.invoke import RelayRun, run_relay
 from outbox.provisioning import provision
 
 ANONYMOUS_NOTE = "requests are anonymous here (no IAM signature); the deployed API requires SigV4"
+STREAM_POLL_SECONDS = 0.25
+"""Lambda polls each shard of a DynamoDB stream four times a second (Lambda developer guide, "Using AWS
+Lambda with Amazon DynamoDB")."""
 
 
 class ServeError(Exception):
@@ -127,8 +135,14 @@ def serve(*, port: int, aws_port: int, relay_every: float, fifo: bool, out: Text
         aws.stop()
         raise
     stop = threading.Event()
+    try:
+        doorbell = _doorbell(resources.outbox_table)
+    except BaseException:
+        api.server_close()
+        aws.stop()
+        raise
     relay_thread = threading.Thread(
-        target=_relay_loop, args=(relay_every, stop, say), name="relay-timer", daemon=True
+        target=_relay_loop, args=(relay_every, doorbell, stop, say), name="relay", daemon=True
     )
     stack = LocalStack(aws, api, relay_thread, stop)
     api_thread = threading.Thread(target=api.serve_forever, name="local-api", daemon=True)
@@ -169,18 +183,37 @@ def _start_emulator(port: int) -> EmbeddedAws:
         ) from None
 
 
-def _relay_loop(every: float, stop: threading.Event, say: Lines) -> None:
-    """The schedule: one relay invocation every `every` seconds, as the deployed rule runs it."""
-    while not stop.wait(every):
-        run = run_relay(max(every, 5.0))
-        if run.sent or run.rolled_back or run.poisoned or run.errors:
-            say(f"relay: {json.dumps(run.reported, sort_keys=True)}")
+def _doorbell(outbox_table: str) -> StreamTail:
+    """The Outbox table's stream, followed from now on (the mapping starts at LATEST)."""
+    stream_arn = dynamodb_client().describe_table(TableName=outbox_table)["Table"]["LatestStreamArn"]
+    return StreamTail(boto3.client("dynamodbstreams"), stream_arn).start()
+
+
+def _relay_loop(every: float, doorbell: StreamTail, stop: threading.Event, say: Lines) -> None:
+    """The stack's two triggers, one invocation at a time: each stream batch wakes the relay for the
+    shards it names, and every `every` seconds a sweep of all shards runs, as the deployed rule's does."""
+    budget = max(every, 5.0)
+    next_sweep = time.monotonic() + every
+    while not stop.wait(STREAM_POLL_SECONDS):
+        for event in doorbell.poll():
+            _report(say, "doorbell", run_relay(budget, event))
+        if time.monotonic() >= next_sweep:
+            _report(say, "sweep", run_relay(budget))
+            next_sweep = time.monotonic() + every
+
+
+def _report(say: Lines, trigger: str, run: RelayRun) -> None:
+    if run.sent or run.rolled_back or run.poisoned or run.errors:
+        say(f"relay: {json.dumps({'trigger': trigger, **run.reported}, sort_keys=True)}")
 
 
 def _announce(say: Lines, stack: LocalStack, environment: dict[str, str], relay_every: float) -> None:
     say(f"API          {stack.api_url}   ({ANONYMOUS_NOTE})")
     say(f"AWS endpoint {stack.aws.endpoint_url}   (moto; dummy credentials)")
-    say(f"relay        every {relay_every:g} s")
+    say(
+        f"relay        woken by the Outbox table's stream (polled every {STREAM_POLL_SECONDS:g} s), "
+        f"swept every {relay_every:g} s"
+    )
     say("For the AWS CLI and `outbox` commands in another shell:")
     for name, value in {
         **environment,

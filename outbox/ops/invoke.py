@@ -80,13 +80,14 @@ class RelayRun:
         )
 
 
-def run_relay(seconds: float) -> RelayRun:
-    """One relay invocation with about `seconds` of work in it, and what it reported."""
+def run_relay(seconds: float, event: Mapping[str, Any] | None = None) -> RelayRun:
+    """One relay invocation with about `seconds` of work in it, and what it reported. `event`: what
+    invoked it; none (the default) is the schedule's sweep, a stream batch rings its shards (ADR 0017)."""
     for name, value in LOCAL_FUNCTION_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     handler = handler_named(RELAY_HANDLER)
     _logs_to_stderr(RELAY_LOGGER)
-    return RelayRun.of(handler({}, local_context(seconds + RELAY_STOP_MARGIN_SECONDS)))
+    return RelayRun.of(handler(dict(event or {}), local_context(seconds + RELAY_STOP_MARGIN_SECONDS)))
 
 
 def _logs_to_stderr(logger_name: str) -> None:

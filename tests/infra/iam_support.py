@@ -114,10 +114,12 @@ def resource_names(synth: Synthesized) -> dict[str, str]:
 
 
 def _resource(value: Any, names: Mapping[str, str]) -> str:
-    """A statement's resource as a name: `Fn::GetAtt [id, Arn]`, or that joined with a literal suffix."""
+    """A statement's resource as a name: `Fn::GetAtt [id, Arn]` (a table's `StreamArn`: name/stream), or
+    that joined with a literal suffix."""
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         logical_id, attribute = value["Fn::GetAtt"]
-        return str(names.get(logical_id, logical_id)) if attribute == "Arn" else str(value)
+        name = str(names.get(logical_id, logical_id))
+        return {"Arn": name, "StreamArn": f"{name}/stream"}.get(attribute, str(value))
     if isinstance(value, dict) and "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
         return str(separator).join(_resource(part, names) for part in parts)
@@ -158,5 +160,10 @@ def role_grants(synth: Synthesized, handler: str) -> set[Need]:
 
 
 def data_grants(grants: set[Need]) -> set[Need]:
-    """Without the log-group writes: the Lambda runtime makes those, not the code."""
-    return {(resource, action) for resource, action in grants if resource != "LogGroup"}
+    """Without the log-group writes (the Lambda runtime makes those) and the stream reads (the event
+    source mapping's poller makes those, with the function's role): what the code itself calls."""
+    return {
+        (resource, action)
+        for resource, action in grants
+        if resource != "LogGroup" and not resource.endswith("/stream")
+    }

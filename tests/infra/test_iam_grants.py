@@ -46,6 +46,13 @@ RELAY_GRANTS: Final = {
     ("Messages", "dynamodb:UpdateItem"),  # PENDING→QUEUED at finalize, PENDING→FAILED at poison
     ("Queue", "sqs:SendMessage"),  # SendMessageBatch
 }
+DOORBELL_GRANTS: Final = {
+    # The event source mapping reads the Outbox stream with the relay's role (ADR 0017); the code never does.
+    ("Outbox/stream", "dynamodb:DescribeStream"),
+    ("Outbox/stream", "dynamodb:GetRecords"),
+    ("Outbox/stream", "dynamodb:GetShardIterator"),
+    ("Outbox/stream", "dynamodb:ListStreams"),
+}
 ADMIN_GRANTS: Final = {
     ("Messages", "dynamodb:GetItem"),  # status, requeue, skip
     ("Messages", "dynamodb:Scan"),  # stats, clear-owed-ttl
@@ -85,7 +92,7 @@ def test_function_roles_grant_exactly_the_pinned_actions(
         assert grants - data_grants(grants) == {
             ("LogGroup", "logs:CreateLogStream"),
             ("LogGroup", "logs:PutLogEvents"),
-        }
+        } | (DOORBELL_GRANTS if handler == names.RELAY_HANDLER else set())
 
 
 def _operator_policy(synth: Synthesized) -> dict[str, Any]:

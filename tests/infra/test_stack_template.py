@@ -10,11 +10,13 @@ from aws_cdk.assertions import Match, Template
 
 from outbox.cdk import names
 from outbox.cdk.config import PLACEHOLDER_MESSAGES_TABLE
+from outbox.core.functions import DOORBELL_RUN_SECONDS
 from outbox.core.schema import (
     DLQ_MAX_RECEIVE_COUNT,
     FAILED_INDEX,
     MESSAGE_KEY,
     OUTBOX_PARTITION_KEY,
+    OUTBOX_STREAM_VIEW,
     QUEUE_MAX_MESSAGE_BYTES,
     TTL_ATTRIBUTE,
     messages_table_definition,
@@ -260,6 +262,16 @@ def test_relay_permissions_are_pinned(synthesized: Synthesized) -> None:
             "Resource": _arn(messages),
         },
         {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": _arn(queue)},
+        {
+            "Action": [
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+            ],
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [outbox, "StreamArn"]},
+        },
     ]
 
 
@@ -352,6 +364,67 @@ def test_relay_schedule_never_retries(synthesized: Synthesized, template: Templa
     )
 
 
+# --- doorbell --------------------------------------------------------------------------------------------
+
+
+def test_outbox_table_streams_keys_only_and_messages_table_none(synthesized: Synthesized) -> None:
+    messages = synthesized.resources[_table(synthesized, MESSAGE_KEY)]["Properties"]
+    outbox = synthesized.resources[_table(synthesized, OUTBOX_PARTITION_KEY)]["Properties"]
+    assert (
+        outbox["StreamSpecification"]
+        == {"StreamViewType": OUTBOX_STREAM_VIEW}
+        == {"StreamViewType": "KEYS_ONLY"}
+    )
+    assert "StreamSpecification" not in messages
+
+
+@pytest.mark.parametrize(("fixture", "lanes", "max_age"), [("synthesized", 8, 60), ("variant", 4, 120)])
+def test_doorbell_mapping_is_a_hint_that_never_blocks_its_stream(
+    fixture: str, lanes: int, max_age: int, request: pytest.FixtureRequest
+) -> None:
+    """INSERTs only; no retry, no bisecting, no destination: a failed batch is dropped for the sweep
+    (ADR 0017); one lane per outbox shard up to Lambda's 10; records older than one sweep period skipped."""
+    synth: Synthesized = request.getfixturevalue(fixture)
+    relay = next(
+        key
+        for key, f in synth.of_type("AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == names.RELAY_HANDLER
+    )
+    (mapping,) = synth.of_type("AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"] == {
+        "FunctionName": {"Ref": relay},
+        "EventSourceArn": {"Fn::GetAtt": [_table(synth, OUTBOX_PARTITION_KEY), "StreamArn"]},
+        "StartingPosition": "LATEST",
+        "FilterCriteria": {"Filters": [{"Pattern": '{"eventName":["INSERT"]}'}]},
+        "BatchSize": 1000,
+        "MaximumBatchingWindowInSeconds": 0,
+        "ParallelizationFactor": lanes,
+        "MaximumRetryAttempts": 0,
+        "BisectBatchOnFunctionError": False,
+        "MaximumRecordAgeInSeconds": max_age,
+    }
+    # Lambda checks at creation that the role can read the stream: the grant comes first.
+    role_policies = [
+        key
+        for key, policy in synth.of_type("AWS::IAM::Policy").items()
+        if any(
+            statement["Resource"] == mapping["Properties"]["EventSourceArn"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        )
+    ]
+    assert len(role_policies) == 1
+    assert role_policies[0] in mapping["DependsOn"]
+
+
+def test_local_doorbell_filters_as_the_mapping_does(synthesized: Synthesized) -> None:
+    """`outbox serve` and the rehearsal play the mapping with outbox/local/stream.py's defaults."""
+    from outbox.local.stream import INSERTS_ONLY, MAX_BATCH, pattern_of  # noqa: PLC0415
+
+    (mapping,) = synthesized.of_type("AWS::Lambda::EventSourceMapping").values()
+    assert pattern_of(mapping["Properties"]["FilterCriteria"]) == INSERTS_ONLY
+    assert mapping["Properties"]["BatchSize"] == MAX_BATCH
+
+
 # --- API -------------------------------------------------------------------------------------------------
 
 
@@ -397,6 +470,7 @@ def test_alarms_watch_the_relay_metrics_queue_and_api(synthesized: Synthesized) 
         "Errors",
         "ApproximateNumberOfMessagesVisible",
         "5xx",
+        "IteratorAge",
     }
     relay_dimension = [{"Name": "service", "Value": names.RELAY_SERVICE}]
     oldest = alarms[names.OLDEST_PENDING_METRIC]
@@ -416,6 +490,13 @@ def test_alarms_watch_the_relay_metrics_queue_and_api(synthesized: Synthesized) 
     assert alarms["Errors"]["Namespace"] == "AWS/Lambda"
     assert alarms["ApproximateNumberOfMessagesVisible"]["Namespace"] == "AWS/SQS"
     assert alarms["5xx"]["Namespace"] == "AWS/ApiGateway"
+    iterator_age = alarms["IteratorAge"]
+    assert (iterator_age["Namespace"], iterator_age["Statistic"], iterator_age["Threshold"]) == (
+        "AWS/Lambda",
+        "Maximum",
+        3 * DOORBELL_RUN_SECONDS * 1000,
+    )
+    assert iterator_age["TreatMissingData"] == "notBreaching"  # no traffic, no records, no datapoints
     (topic,) = synthesized.of_type("AWS::SNS::Topic")
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic}]
