@@ -39,6 +39,13 @@ CONTEXT_TO_VARIABLE: Final = {
 
 LOG_RETENTION_CHOICES: Final = frozenset({7, 14, 30, 90, 180, 365})
 
+DEFAULT_API_RATE_LIMIT: Final = 100
+"""Requests per second the ingest API's stage accepts (steady). The default relay drains several times
+this (docs/design.md §10), so a stage at its limit does not grow a backlog; raise it with
+`api_rate_limit` together with what drains it (shards, the doorbell's lanes) and the account's API
+Gateway quota (10,000 requests per second per region unless raised)."""
+DEFAULT_API_BURST_LIMIT: Final = 200
+
 
 class RemovalPolicyName(StrEnum):
     RETAIN = "retain"
@@ -58,6 +65,8 @@ class StackConfig:
     alarm_topic_arn: str | None = None
     log_retention_days: int = 30
     oldest_pending_alarm_seconds: int = 600
+    api_rate_limit: int = DEFAULT_API_RATE_LIMIT
+    api_burst_limit: int = DEFAULT_API_BURST_LIMIT
     settings: Settings = dataclasses.field(
         default_factory=lambda: _checked_settings(fifo=False, variables={}, source={})
     )
@@ -107,6 +116,8 @@ class StackConfig:
             oldest_pending_alarm_seconds=_integer(
                 "oldest_pending_alarm_seconds", context("oldest_pending_alarm_seconds") or 600
             ),
+            api_rate_limit=_positive("api_rate_limit", context("api_rate_limit"), DEFAULT_API_RATE_LIMIT),
+            api_burst_limit=_positive("api_burst_limit", context("api_burst_limit"), DEFAULT_API_BURST_LIMIT),
             settings=_checked_settings(
                 fifo=_boolean("fifo", context("fifo") or False), variables=variables, source=source
             ),
@@ -162,6 +173,14 @@ def _integer(key: str, value: object) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     raise ConfigError(f"context {key}: expected a whole number, got {value!r}")
+
+
+def _positive(key: str, value: object, default: int) -> int:
+    """A whole number of at least 1, or `default` when the key is absent (0 is refused, not defaulted)."""
+    number = default if value is None else _integer(key, value)
+    if number < 1:
+        raise ConfigError(f"context {key}: must be at least 1, got {number}")
+    return number
 
 
 def _boolean(key: str, value: object) -> bool:

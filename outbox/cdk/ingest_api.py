@@ -26,8 +26,6 @@ from outbox.cdk.names import GET_MESSAGE_ROUTE, INGEST_HANDLER, POST_MESSAGES_RO
 INGEST_TIMEOUT: Final = cdk.Duration.seconds(10)
 """Well under API Gateway's 30 s integration limit; the store's retries are bounded inside it."""
 INGEST_MEMORY_MB: Final = 512
-THROTTLE: Final = apigw.ThrottleSettings(rate_limit=100, burst_limit=200)
-"""A ceiling on what one stage accepts, so a runaway client cannot spend unbounded DynamoDB capacity."""
 ACCESS_LOG_FORMAT: Final = {
     "requestId": "$context.requestId",
     "ip": "$context.identity.sourceIp",
@@ -75,7 +73,10 @@ class IngestApi(Construct):
             "DefaultStage",
             stage_name="$default",
             auto_deploy=True,
-            throttle=THROTTLE,
+            # A ceiling on what one stage accepts, so a runaway client cannot spend unbounded capacity.
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.api_rate_limit, burst_limit=config.api_burst_limit
+            ),
             access_log_settings=_AccessLogs(apigw.LogGroupLogDestination(self.access_logs)),
         )
         integration = integrations.HttpLambdaIntegration("Integration", self.ingest.function)

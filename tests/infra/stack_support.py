@@ -20,6 +20,8 @@ VARIANT_CONTEXT: dict[str, Any] = {
     "alarm_topic_arn": VARIANT_TOPIC_ARN,
     "region": "eu-west-1",
     "stack_name": "OutboxVariant",
+    "api_rate_limit": "1000",
+    "api_burst_limit": 2000,
 }
 
 

@@ -20,6 +20,7 @@ def test_defaults_need_no_account_or_region() -> None:
     assert config.removal_policy is RemovalPolicyName.RETAIN
     assert not config.fifo
     assert config.alarm_topic_arn is None
+    assert (config.api_rate_limit, config.api_burst_limit) == (100, 200)
 
 
 def test_account_and_region_from_the_cdk_environment() -> None:
@@ -35,6 +36,8 @@ def test_context_text_values_are_parsed_like_cli_arguments() -> None:
     assert (config.settings.outbox_shards, config.settings.schedule_seconds) == (16, 120)
     assert config.settings.max_attempts == 5
     assert config.removal_policy is RemovalPolicyName.DESTROY
+    config = _config(api_rate_limit="2000", api_burst_limit="4000")
+    assert (config.api_rate_limit, config.api_burst_limit) == (2000, 4000)
 
 
 @pytest.mark.parametrize(
@@ -54,6 +57,8 @@ def test_context_text_values_are_parsed_like_cli_arguments() -> None:
         ({"fifo": "yes"}, "context fifo"),
         ({"removal_policy": "snapshot"}, "context removal_policy"),
         ({"log_retention_days": 10}, "context log_retention_days"),
+        ({"api_rate_limit": 0}, "context api_rate_limit: must be at least 1, got 0"),
+        ({"api_burst_limit": "lots"}, "context api_burst_limit: expected a whole number"),
     ],
 )
 def test_bad_context_fails_synth_naming_the_key(context: dict[str, Any], message: str) -> None:

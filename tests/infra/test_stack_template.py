@@ -445,6 +445,14 @@ def test_api_routes_require_iam(synthesized: Synthesized) -> None:
     assert integration["Properties"]["PayloadFormatVersion"] == "2.0"
 
 
+def test_the_api_throttle_is_a_context_setting(variant: Synthesized) -> None:
+    (stage,) = variant.of_type("AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingBurstLimit": 2000,
+        "ThrottlingRateLimit": 1000,
+    }
+
+
 def test_api_stage_logs_and_throttles(synthesized: Synthesized) -> None:
     (stage,) = synthesized.of_type("AWS::ApiGatewayV2::Stage").values()
     properties = stage["Properties"]
