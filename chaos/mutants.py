@@ -54,6 +54,8 @@ INGEST: Final = "outbox/data/transactions.py"
 SERVICE: Final = "outbox/ingest/service.py"
 RELAY_TRANSACTIONS: Final = "relay/transactions.py"
 ADMIN_TRANSACTIONS: Final = "outbox/ops/transactions.py"
+LEASES: Final = "relay/leases.py"
+LEASE_TESTS: Final = "tests/test_shard_leases.py"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,17 @@ def removed(path: str, scope: str | None, condition: str) -> Edit:
 def dropped(path: str, scope: str | None, text: str) -> Edit:
     """`text` (one part of an `OR`, or a compare) deleted."""
     return Edit(path, scope, text, "")
+
+
+def never(path: str, scope: str | None, part: str) -> Edit:
+    """One part of an `OR` made always false, its names and values still used (where `dropped` would leave
+    a value no expression uses, which DynamoDB refuses)."""
+    return Edit(path, scope, part, f"(attribute_exists(guard_removed) AND {part})")
+
+
+def always(path: str, scope: str | None, part: str) -> Edit:
+    """One part of an `AND` made always true, its names and values still used."""
+    return Edit(path, scope, part, f"({ALWAYS} OR {part})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +412,96 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         (_SKIP_MESSAGE, _SKIP_ENTRY),
         ("test_a_skip_racing_a_requeue_and_a_relay_is_refused",),
     ),
+    # -- fenced shard leases (relay/leases.py, ADR 0018) --
+    Mutant(
+        "lease-acquire-free",
+        "lease acquire: the whole condition (free, released, expired or ours)",
+        (
+            removed(
+                LEASES,
+                "ShardLeases.acquire",
+                "attribute_not_exists(holder) OR released = :true OR lease_until < :now OR holder = :me",
+            ),
+        ),
+        (f"{LEASE_TESTS}::test_a_held_lease_is_refused_to_another_relay",),
+    ),
+    Mutant(
+        "lease-acquire-expiry",
+        "lease acquire: `lease_until < :now` (a dead holder's lease ends)",
+        (never(LEASES, "ShardLeases.acquire", "lease_until < :now"),),
+        (f"{LEASE_TESTS}::test_an_expired_lease_is_taken_over_with_the_watermark_its_holder_left",),
+    ),
+    Mutant(
+        "lease-acquire-released",
+        "lease acquire: `released = :true` (a released shard is free at once)",
+        (never(LEASES, "ShardLeases.acquire", "released = :true"),),
+        (f"{LEASE_TESTS}::test_a_released_lease_is_taken_at_once_and_leaves_no_watermark",),
+    ),
+    Mutant(
+        "lease-acquire-own",
+        "lease acquire: `holder = :me` (a resent acquire is ours)",
+        (
+            Edit(
+                LEASES,
+                "ShardLeases.acquire",
+                "OR holder = :me",
+                "OR (attribute_exists(guard_removed) AND holder = :me)",
+            ),
+        ),
+        (f"{LEASE_TESTS}::test_a_resent_acquire_is_still_ours",),
+    ),
+    Mutant(
+        "lease-renew-fence",
+        "lease renew: `fence = :fence`",
+        (always(LEASES, "ShardLeases.renew", "fence = :fence"),),
+        (f"{LEASE_TESTS}::test_a_holder_resent_its_own_old_fence_cannot_finalize",),
+    ),
+    Mutant(
+        "lease-renew-holder",
+        "lease renew: `holder = :me`",
+        (always(LEASES, "ShardLeases.renew", "holder = :me"),),
+        (f"{LEASE_TESTS}::test_a_taken_over_holder_can_neither_renew_nor_finalize",),
+        equivalent=(
+            "another holder's acquisition raised the fence, so `fence = :fence` refuses the renew of every "
+            "earlier acquisition whatever its holder; the holder compare is kept for readability"
+        ),
+    ),
+    Mutant(
+        "lease-renew-released",
+        "lease renew: `attribute_not_exists(released)`",
+        (always(LEASES, "ShardLeases.renew", "attribute_not_exists(released)"),),
+        (f"{LEASE_TESTS}::test_a_released_lease_cannot_finalize_or_renew",),
+    ),
+    Mutant(
+        "lease-release-fence",
+        "lease release: `holder = :me AND fence = :fence`",
+        (removed(LEASES, "ShardLeases.release", "holder = :me AND fence = :fence"),),
+        (f"{LEASE_TESTS}::test_a_release_by_a_taken_over_holder_changes_nothing",),
+    ),
+    Mutant(
+        "lease-check",
+        "finalize's lease check: the whole condition",
+        (
+            removed(
+                LEASES,
+                "ShardLeases.check_action",
+                "holder = :me AND fence = :fence AND attribute_not_exists(released)",
+            ),
+        ),
+        (f"{LEASE_TESTS}::test_a_taken_over_holder_can_neither_renew_nor_finalize",),
+    ),
+    Mutant(
+        "lease-check-fence",
+        "finalize's lease check: `fence = :fence`",
+        (always(LEASES, "ShardLeases.check_action", "fence = :fence"),),
+        (f"{LEASE_TESTS}::test_a_holder_resent_its_own_old_fence_cannot_finalize",),
+    ),
+    Mutant(
+        "lease-check-released",
+        "finalize's lease check: `attribute_not_exists(released)`",
+        (always(LEASES, "ShardLeases.check_action", "attribute_not_exists(released)"),),
+        (f"{LEASE_TESTS}::test_a_released_lease_cannot_finalize_or_renew",),
+    ),
 )
 
 
@@ -584,6 +687,7 @@ NOT_SCANNED: Final = ("outbox/local/", "outbox/testing/")
 CONDITIONS_HELD_ELSEWHERE: Final = {
     (RELAY_TRANSACTIONS, "claim_action"): "its condition is the module's `CLAIM_CONDITION`",
     (STORE, "OutboxStore._update_entry"): "`OutboxStore.release` passes it the conditions",
+    (LEASES, "ShardLeases._fenced_update"): "`ShardLeases.renew` and `ShardLeases.release` pass it theirs",
 }
 """Functions that send a condition written somewhere else, and where (that place has the mutants)."""
 
