@@ -1,5 +1,8 @@
 """Prices, the AWS latency model and the cost floor. Every figure here is an assumption, written down with
-its source in ADR 0012; change it here and the benchmark follows."""
+its source in ADR 0012; change it here and the benchmark follows.
+
+The doorbell's figures (ADR 0017, `python -m bench.latency_model`) are at the end, each a `Figure` that
+carries its source and says whether AWS publishes it or it is an assumption of ours."""
 
 from __future__ import annotations
 
@@ -96,3 +99,165 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
+
+
+# -- The doorbell (ADR 0017): stream delivery, Lambda and the idle stack ----------------------------
+# Read by `bench/latency_model.py`, which prints every figure below with its source and basis.
+
+LAMBDA_DYNAMODB_DOC: Final = "https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html"
+STREAMS_DOC: Final = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.html"
+STREAMS_LAMBDA_DOC: Final = (
+    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.Lambda.html"
+)
+STREAMS_COST_DOC: Final = (
+    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CostOptimization_StreamsUsage.html"
+)
+DYNAMODB_PRICING: Final = "https://aws.amazon.com/dynamodb/pricing/on-demand/"
+LAMBDA_PRICING: Final = "https://aws.amazon.com/lambda/pricing/"
+LAMBDA_FILTERING_DOC: Final = "https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html"
+LAMBDA_COLD_START_DOC: Final = (
+    "https://docs.aws.amazon.com/lambda/latest/operatorguide/execution-environments.html"
+)
+CLOUDWATCH_PRICING: Final = "https://aws.amazon.com/cloudwatch/pricing/"
+EVENTBRIDGE_PRICING: Final = "https://aws.amazon.com/eventbridge/pricing/"
+THIS_MODEL: Final = "bench/model.py LATENCY (ADR 0012)"
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One number of the model: its value, where it comes from, and whether AWS publishes it."""
+
+    value: float
+    unit: str
+    source: str
+    """A URL, or the file the figure is computed or measured in."""
+    basis: str
+    """What the source says (quoted where AWS says it), or why we assume the value."""
+    assumption: bool
+    """True when no published figure exists and the value is ours: replace it with a measurement."""
+
+
+STREAM_POLLS_PER_SECOND: Final = Figure(
+    4.0,
+    "polls/s per stream shard",
+    LAMBDA_DYNAMODB_DOC,
+    '"Lambda polls shards in your DynamoDB stream for records at a base rate of 4 times per second"; '
+    '"By default, Lambda invokes your function as soon as records are available" (batching window 0)',
+    assumption=False,
+)
+STREAM_RECORD_P50_MS: Final = Figure(
+    100.0,
+    "ms",
+    STREAMS_DOC,
+    'AWS publishes no number: "DynamoDB Streams writes stream records in near-real time"; '
+    '"a new record immediately appears in that table\'s stream" (' + STREAMS_LAMBDA_DOC + ")",
+    assumption=True,
+)
+STREAM_RECORD_P99_MS: Final = Figure(
+    500.0,
+    "ms",
+    STREAMS_DOC,
+    "as above: a deliberately pessimistic tail for an unpublished figure (the model's largest unknown)",
+    assumption=True,
+)
+INVOKE_OVERHEAD_MS: Final = Figure(
+    DEFAULT_LATENCY.base_ms,
+    "ms",
+    "assumption",
+    "a warm synchronous Invoke, from the poller's (or EventBridge's) request to the handler running: "
+    "in-region service hop, priced like any other call of bench/model.py (DEFAULT_LATENCY)",
+    assumption=True,
+)
+CALL_P99_FACTOR: Final = Figure(
+    3.0,
+    "x typical",
+    "assumption",
+    "bench/model.py gives typical latencies, not percentiles, and DynamoDB and SQS publish no p99: "
+    "a call's p99 is taken as 3x its typical figure",
+    assumption=True,
+)
+HANDLER_OVERHEAD_MS: Final = Figure(
+    10.0,
+    "ms",
+    "assumption",
+    "a warm relay run's own time outside AWS calls (Powertools logger and EMF flush, the worker pool) at "
+    "512 MB; used for billed duration only",
+    assumption=True,
+)
+COLD_IMPORT_MS: Final = Figure(
+    293.0,
+    "ms",
+    "bench/results/latest.md (ADR 0012, revision 2)",
+    "`import relay.handler` in a fresh interpreter, least of 7, measured on the bench machine (not Lambda)",
+    assumption=False,
+)
+COLD_PLATFORM_MS: Final = Figure(
+    100.0,
+    "ms",
+    LAMBDA_COLD_START_DOC,
+    '"The duration of a cold start varies from under 100 ms to over 1 second": Lambda\'s own share of a '
+    "cold start is assumed at the low end, beside our measured import",
+    assumption=True,
+)
+COLD_START_SHARE: Final = Figure(
+    0.01,
+    "of invocations (at most)",
+    LAMBDA_COLD_START_DOC,
+    '"cold starts typically occur in under 1% of invocations" (an analysis of production workloads); the '
+    'execution environment is kept "for a non-deterministic period of time"',
+    assumption=False,
+)
+LAMBDA_PRICE_PER_REQUEST: Final = Figure(
+    0.20e-6, "$ per request", LAMBDA_PRICING, "$0.20 per 1M requests (beyond the free tier)", assumption=False
+)
+LAMBDA_PRICE_PER_GB_SECOND_ARM: Final = Figure(
+    0.0000133334,
+    "$ per GB-s",
+    LAMBDA_PRICING,
+    "Arm (the relay is arm64: outbox/cdk/bundling.py), us-east-1, first tier; duration billed rounded up to "
+    "the nearest 1 ms",
+    assumption=False,
+)
+HOURS_PER_MONTH: Final = Figure(
+    730.0, "h", LAMBDA_PRICING, "AWS's pricing examples' month (24 x 365 / 12)", assumption=False
+)
+STREAM_READS_BY_LAMBDA_PRICE: Final = Figure(
+    0.0,
+    "$",
+    DYNAMODB_PRICING,
+    '"You are not charged for GetRecords API calls invoked by AWS Lambda as part of DynamoDB triggers"; '
+    '"DynamoDB Streams are not charged for being idle" (' + STREAMS_COST_DOC + ")",
+    assumption=False,
+)
+FILTERED_RECORD_INVOCATIONS: Final = Figure(
+    0.0,
+    "invocations",
+    LAMBDA_FILTERING_DOC,
+    '"If none of your filters are satisfied, Lambda discards the record"; an empty poll has no records to '
+    "invoke with (" + LAMBDA_DYNAMODB_DOC + ")",
+    assumption=False,
+)
+SCHEDULE_EVENT_PRICE: Final = Figure(
+    0.0,
+    "$",
+    EVENTBRIDGE_PRICING,
+    "a scheduled rule's events come from AWS (source aws.events) on the default bus: AWS service events "
+    "are not billed, only custom events are",
+    assumption=False,
+)
+CLOUDWATCH_ALARM_MONTH: Final = Figure(
+    0.10, "$ per alarm-month", CLOUDWATCH_PRICING, "standard-resolution alarm metric", assumption=False
+)
+CLOUDWATCH_METRIC_MONTH: Final = Figure(
+    0.30, "$ per metric-month", CLOUDWATCH_PRICING, "custom metrics (EMF), first 10,000", assumption=False
+)
+CLOUDWATCH_LOG_GB: Final = Figure(
+    0.50, "$ per GB ingested", CLOUDWATCH_PRICING, "Logs, standard class", assumption=False
+)
+LOG_BYTES_PER_RUN: Final = Figure(
+    2048.0,
+    "bytes",
+    "assumption",
+    "Lambda's START/END/REPORT lines, the relay's summary line and its EMF document, per run",
+    assumption=True,
+)
