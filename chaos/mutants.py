@@ -56,6 +56,8 @@ RELAY_TRANSACTIONS: Final = "relay/transactions.py"
 ADMIN_TRANSACTIONS: Final = "outbox/ops/transactions.py"
 LEASES: Final = "relay/leases.py"
 LEASE_TESTS: Final = "tests/test_shard_leases.py"
+CONSUMER: Final = "outbox/consumer/transitions.py"
+CONSUMER_TESTS: Final = "tests/test_consumer.py"
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +413,68 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         "skip: both conditions",
         (_SKIP_MESSAGE, _SKIP_ENTRY),
         ("test_a_skip_racing_a_requeue_and_a_relay_is_refused",),
+    ),
+    # -- the consumer helper (outbox/consumer/transitions.py, ADR 0019) --
+    Mutant(
+        "consume-claim",
+        "consumer claim: PENDING or QUEUED, or a PROCESSING claim that ran out",
+        (
+            removed(
+                CONSUMER,
+                "claim_update",
+                "#status IN (:pending, :queued) OR (#status = :processing AND processing_until < :now_ms)",
+            ),
+        ),
+        (f"{CONSUMER_TESTS}::test_a_redelivered_completed_message_is_acknowledged_without_running_again",),
+    ),
+    Mutant(
+        "consume-claim-expiry",
+        "consumer claim: `processing_until < :now_ms` (a live claim elsewhere is left alone)",
+        (always(CONSUMER, "claim_update", "processing_until < :now_ms"),),
+        (f"{CONSUMER_TESTS}::test_a_message_another_consumer_is_working_on_is_retried_later_not_run_twice",),
+    ),
+    Mutant(
+        "consume-claim-takeover",
+        "consumer claim: a PROCESSING claim that ran out may be taken over",
+        (never(CONSUMER, "claim_update", "(#status = :processing AND processing_until < :now_ms)"),),
+        (
+            f"{CONSUMER_TESTS}::test_a_claim_that_ran_out_is_taken_over_and_the_first_consumer_commits_nothing",
+        ),
+    ),
+    Mutant(
+        "consume-complete-token",
+        "consumer complete: `processing_token = :token`",
+        (always(CONSUMER, "complete_action", "processing_token = :token"),),
+        (f"{CONSUMER_TESTS}::test_a_stalled_consumer_cannot_complete_while_another_holds_the_message",),
+    ),
+    Mutant(
+        "consume-complete-processing",
+        "consumer complete: `#status = :processing`",
+        (always(CONSUMER, "complete_action", "#status = :processing"),),
+        (
+            f"{CONSUMER_TESTS}::test_a_claim_that_ran_out_is_taken_over_and_the_first_consumer_commits_nothing",
+        ),
+        equivalent=(
+            "only a claim writes `processing_token`, and every move out of PROCESSING removes it, so a "
+            "matching token implies PROCESSING; the status compare states the transition"
+        ),
+    ),
+    Mutant(
+        "consume-give-back-token",
+        "consumer give back: `processing_token = :token`",
+        (always(CONSUMER, "give_back_update", "processing_token = :token"),),
+        (
+            f"{CONSUMER_TESTS}::test_a_failure_after_the_claim_was_taken_over_leaves_the_new_holders_claim_alone",
+        ),
+    ),
+    Mutant(
+        "consume-give-back-processing",
+        "consumer give back: `#status = :processing`",
+        (always(CONSUMER, "give_back_update", "#status = :processing"),),
+        (
+            f"{CONSUMER_TESTS}::test_a_failure_after_the_claim_was_taken_over_leaves_the_new_holders_claim_alone",
+        ),
+        equivalent="as for `consume-complete-processing`: the token is only there while PROCESSING",
     ),
     # -- fenced shard leases (relay/leases.py, ADR 0018) --
     Mutant(

@@ -34,6 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "outbox.provisioning": {"outbox.core"},
     "relay": {"outbox.core", "outbox.data"},
     "outbox.ops": {"outbox.core", "outbox.data"},
+    "outbox.consumer": {"outbox.core", "outbox.data"},
     "outbox.testing": {"outbox.core", "outbox.data"},
     "outbox.cdk": {"outbox.core"},
     "outbox.local": {

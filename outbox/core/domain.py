@@ -25,14 +25,18 @@ class Status(StrEnum):
 
 
 ALLOWED_TRANSITIONS: Final[Mapping[Status, frozenset[Status]]] = {
-    Status.PENDING: frozenset({Status.QUEUED, Status.FAILED}),
+    # PENDING → PROCESSING: SQS may deliver between the relay's send and its finalize (ADR 0019).
+    Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.PROCESSING}),
     Status.QUEUED: frozenset({Status.PROCESSING}),
-    Status.PROCESSING: frozenset({Status.COMPLETED}),
+    # PROCESSING → QUEUED: the consumer's function failed; the error and the attempt are recorded and SQS
+    # delivers the message again (ADR 0019).
+    Status.PROCESSING: frozenset({Status.COMPLETED, Status.QUEUED}),
     Status.COMPLETED: frozenset(),
-    # The one backward move: an explicit, audited requeue.
+    # An explicit, audited requeue.
     Status.FAILED: frozenset({Status.PENDING}),
 }
-"""Every status change is a conditional write on the current status; nothing else moves a status."""
+"""Every status change is a conditional write on the current status; nothing else moves a status. Two
+moves go back: requeue (audited, by an operator) and a consumer's failure (recorded on the message)."""
 
 
 def can_transition(current: Status, target: Status) -> bool:

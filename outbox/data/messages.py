@@ -59,6 +59,11 @@ class MessageRecord:
     updated_at: str | None = None
     queued_at: str | None = None
     last_error: str | None = None
+    processing_started_at: str | None = None
+    """The consumer side (`outbox.consumer`, ADR 0019): when the last claim started, when it completed,
+    and how many deliveries a consumer helper has claimed."""
+    completed_at: str | None = None
+    receive_count: int = 0
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> MessageRecord:
@@ -86,6 +91,9 @@ class MessageRecord:
             updated_at=text("updated_at"),
             queued_at=text("queued_at"),
             last_error=text("last_error"),
+            processing_started_at=text("processing_started_at"),
+            completed_at=text("completed_at"),
+            receive_count=int(item.get("receive_count", {}).get("N", "0")),
         )
 
     @property

@@ -90,6 +90,10 @@ def status_record(message: MessageRecord, *, include_payload: bool = False) -> d
     }
     if message.group_id is not None:
         record["group_id"] = message.group_id
+    if message.receive_count:  # a consumer helper has claimed it (ADR 0019)
+        record["processing_started_at"] = message.processing_started_at
+        record["completed_at"] = message.completed_at
+        record["receive_count"] = message.receive_count
     if include_payload:
         # Numbers exactly as accepted.
         record["payload"] = exact_json.loads(message.payload) if message.payload is not None else None
