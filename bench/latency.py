@@ -314,6 +314,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Starts serve, sends, collects, stops serve (always, also on an error or Ctrl-C); the JSON document."""
     serve_options = ["outbox", "serve", "--port", str(_free_port()), "--aws-port", "0"]
     serve_options += ["--relay-every", f"{args.relay_every:g}", *(["--fifo"] if args.fifo else [])]
+    serve_options += ["--no-consumer"]  # the relay's latency alone: the example consumer would share moto
     serve = Serve([sys.executable, "-m", "outbox.cli", *serve_options[1:]])
     try:
         api = serve.wait_ready(READY_SECONDS)

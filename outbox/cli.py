@@ -484,14 +484,23 @@ def serve(
         float, typer.Option(min=0.2, help="Seconds between sweeps of every shard.", callback=_finite)
     ] = 5.0,
     fifo: Annotated[bool, typer.Option("--fifo", help="Use a FIFO queue.")] = False,
+    consumer: Annotated[
+        bool,
+        typer.Option(
+            "--consumer/--no-consumer",
+            help="The example consumer takes messages to COMPLETED; --no-consumer: read the queue yourself.",
+        ),
+    ] = True,
 ) -> None:
-    """A local stack: embedded AWS emulator, the HTTP API in front of the real ingest handler, and the
+    """A local stack: embedded AWS emulator, the HTTP API in front of the real ingest handler, the
     relay, woken by the Outbox table's stream and swept on a timer (a POST is queued in about a quarter
-    of a second here; `python -m bench.latency` measures it).
+    of a second here; `python -m bench.latency` measures it), and the example consumer, which takes each
+    message on to PROCESSING and COMPLETED through the consumer helper.
 
     Prints the endpoints and `export` lines, then one line per relay run that did something
-    ("relay: " and its summary as one JSON object; "trigger" says doorbell or sweep). Ctrl-C stops
-    everything (exit 0). Needs the local tools (pip install 'dynamodb-sqs-outbox[local]').
+    ("relay: " and its summary as one JSON object; "trigger" says doorbell or sweep) and per consumer
+    batch ("consumer: "). Ctrl-C stops everything (exit 0). Needs the local tools
+    (pip install 'dynamodb-sqs-outbox[local]').
 
     Example: outbox serve --port 8080 --relay-every 2
     """
@@ -502,7 +511,7 @@ def serve(
         _missing_local_tools("serve", exc)
 
     try:
-        code = run_serve(port=port, aws_port=aws_port, relay_every=relay_every, fifo=fifo)
+        code = run_serve(port=port, aws_port=aws_port, relay_every=relay_every, fifo=fifo, consumer=consumer)
     except ServeError as exc:
         raise CommandError(f"error: {exc}") from None
     raise typer.Exit(code)

@@ -333,7 +333,16 @@ def test_serve_prints_one_relay_summary_per_line_in_40_columns(tmp_path: Path) -
     assert relay_lines, lines
     assert json.loads(relay_lines[0].removeprefix("relay: "))["sent"] == 1
     assert any(line.startswith("export QUEUE_URL=http://localhost:") for line in lines), lines
-    starts = ("API ", "AWS endpoint ", "relay", "For the AWS CLI", "export ", "Try: curl", "ready")
+    starts = (
+        "API ",
+        "AWS endpoint ",
+        "relay",
+        "consumer",
+        "For the AWS CLI",
+        "export ",
+        "Try: curl",
+        "ready",
+    )
     assert all(line.startswith(starts) for line in lines), lines  # nothing wrapped onto a line of its own
 
 

@@ -16,9 +16,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from outbox.api import enqueue
 from outbox.consumer import ClaimLost, Consumed, ConsumedMessage, NotClaimed, OutboxConsumer
 from outbox.consumer.transitions import Claim, claim_update
-from outbox.core.clients import dynamodb_client
+from outbox.core.clients import dynamodb_client, sqs_client
 from outbox.data.messages import read_message
 from outbox.ingest.service import status_record
+from outbox.local.consumer import QueuePoller
 from tests.conftest import Outbox, ingest_messages, make_relay, receive_all, run_relay
 
 if TYPE_CHECKING:
@@ -395,3 +396,28 @@ def test_the_readme_consumer_example_runs_as_written(outbox: Outbox, monkeypatch
     assert stored["status"]["S"] == "COMPLETED"
     shipment = dynamodb_client().get_item(TableName="shipments", Key={"order_id": {"S": "o-7"}})
     assert "Item" in shipment
+
+
+def test_the_local_sqs_mapping_deletes_what_the_consumer_did_not_report_failed(outbox: Outbox) -> None:
+    """`outbox serve`'s stand-in for the example consumer's SQS event source mapping."""
+    ids = ingest_messages(outbox, 3)
+    run_relay(make_relay(outbox))
+    seen: list[dict[str, Any]] = []
+
+    def consumer(event: dict[str, Any]) -> dict[str, Any]:
+        seen.extend(event["Records"])
+        return {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+    queue_url = outbox.settings.queue_url
+    delivery = QueuePoller(sqs_client(), queue_url, consumer).poll()
+    assert (delivery.received, delivery.failed) == (3, 1)
+    assert sorted(
+        SQSRecord(record).message_attributes["message_id"].string_value for record in seen
+    ) == sorted(ids)
+    assert all(record["eventSource"] == "aws:sqs" for record in seen)
+    counts = sqs_client().get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    # The failed one waits out its visibility timeout in the queue; the other two are gone.
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == (
+        "0",
+        "1",
+    )

@@ -39,25 +39,65 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[in
         return error.code, json.loads(error.read())
 
 
-def test_serve_accepts_relays_and_stops_cleanly() -> None:
-    port = _free_port()
+def _serve(port: int, *options: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """`outbox serve` started as a user starts it, read up to "ready"; its `export` lines."""
     server = subprocess.Popen(
-        # A sweep ten minutes away: the message below can only be relayed by the doorbell.
-        [sys.executable, "-m", "outbox.cli", "serve", "--port", str(port), "--relay-every", "600"],
+        [sys.executable, "-m", "outbox.cli", "serve", "--port", str(port), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
+    exports: dict[str, str] = {}
+    assert server.stdout is not None
+    for line in server.stdout:
+        if line.startswith("export "):
+            name, value = line.removeprefix("export ").strip().split("=", 1)
+            exports[name] = value
+        if line.startswith("ready"):
+            break
+    return server, exports
+
+
+def _stopped(server: subprocess.Popen[str]) -> str:
+    """Ctrl-C, as a user stops it: exit 0, no traceback; what it printed after "ready"."""
+    server.send_signal(signal.SIGINT)
+    out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
+    assert "stopped" in out
+    assert "Traceback" not in err
+    return out
+
+
+def test_serve_takes_a_message_through_to_completed_with_the_example_consumer() -> None:
+    port = _free_port()
+    server, exports = _serve(port)
     try:
-        exports: dict[str, str] = {}
-        assert server.stdout is not None
-        for line in server.stdout:
-            if line.startswith("export "):
-                name, value = line.removeprefix("export ").strip().split("=", 1)
-                exports[name] = value
-            if line.startswith("ready"):
+        api = f"http://localhost:{port}"
+        status, accepted = _http("POST", f"{api}/messages", {"payload": {"hello": "world"}})
+        assert (status, accepted["status"]) == (202, "PENDING")
+        record: dict[str, Any] = {}
+        for _ in range(120):
+            record = _http("GET", f"{api}/messages/{accepted['message_id']}")[1]
+            if record["status"] == "COMPLETED":
                 break
+            time.sleep(0.25)
+        assert record["status"] == "COMPLETED"
+        assert record["queued_at"] <= record["processing_started_at"] <= record["completed_at"]
+        assert record["receive_count"] == 1
+        stats = run_outbox("stats", "--json", env={**os.environ, **exports})
+        assert json.loads(stats.stdout)["statuses"] == {"COMPLETED": 1}
+    finally:
+        out = _stopped(server)
+    assert 'consumer: {"received": 1, "failed": 0}' in out
+
+
+def test_serve_accepts_relays_and_stops_cleanly() -> None:
+    port = _free_port()
+    # A sweep ten minutes away: the message below can only be relayed by the doorbell. No consumer: the
+    # queue is read here.
+    server, exports = _serve(port, "--relay-every", "600", "--no-consumer")
+    try:
         api = f"http://localhost:{port}"
 
         status, accepted = _http("POST", f"{api}/messages", {"payload": {"hello": "world"}})
@@ -92,9 +132,6 @@ def test_serve_accepts_relays_and_stops_cleanly() -> None:
         missing = run_outbox("status", "nope", env=env)
         assert (missing.returncode, missing.stderr.strip()) == (1, "error: no such message: nope")
     finally:
-        server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=60)
-    assert server.returncode == 0, err
-    assert "stopped" in out
+        out = _stopped(server)
     assert '"trigger": "doorbell"' in out
-    assert "Traceback" not in err
+    assert "consumer:" not in out

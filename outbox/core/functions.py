@@ -11,6 +11,8 @@ from typing import Final
 
 INGEST_HANDLER: Final = "outbox.ingest.handler.handler"
 RELAY_HANDLER: Final = "relay.handler.handler"
+EXAMPLE_CONSUMER_HANDLER: Final = "outbox.consumer.example.handler"
+"""An SQS consumer through the consumer helper (ADR 0019): `outbox serve` runs it; the stack, on request."""
 RELAY_STOP_MARGIN_SECONDS: Final = 5.0
 """The relay starts no work this close to its invocation's deadline: its last batch ends inside it."""
 DOORBELL_RUN_SECONDS: Final = 10.0

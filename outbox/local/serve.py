@@ -4,7 +4,10 @@ An embedded moto server (the tables and queue), a local HTTP endpoint that turns
 HTTP API 2.0 event the deployed API would send `outbox.ingest.handler.handler`, and the relay invoked the two
 ways the stack invokes it: woken by the Outbox table's stream (the doorbell; outbox/local/stream.py reads the
 emulator's stream four times a second, as Lambda's poller does) and swept on a timer (the stand-in for the
-EventBridge schedule). One invocation runs at a time. Ctrl-C (or SIGTERM) stops all of it and exits 0.
+EventBridge schedule). One relay invocation runs at a time. Unless turned off, the example consumer
+(`outbox.consumer.example`, ADR 0019) reads the queue through a stand-in for its SQS event source mapping
+(outbox/local/consumer.py), so a message goes on to PROCESSING and COMPLETED. Ctrl-C (or SIGTERM) stops all
+of it and exits 0.
 """
 
 from __future__ import annotations
@@ -26,16 +29,20 @@ from werkzeug.wrappers import Request, Response
 
 from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.core.settings import Settings
+from outbox.local.consumer import QueuePoller
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws, serve_wsgi
 from outbox.local.events import http_api_event, local_context
 from outbox.local.stream import StreamTail
-from outbox.ops.invoke import RelayRun, run_relay
+from outbox.ops.invoke import RelayRun, run_example_consumer, run_relay
 from outbox.provisioning import provision
 
 ANONYMOUS_NOTE = "requests are anonymous here (no IAM signature); the deployed API requires SigV4"
 STREAM_POLL_SECONDS = 0.25
 """Lambda polls each shard of a DynamoDB stream four times a second (Lambda developer guide, "Using AWS
 Lambda with Amazon DynamoDB")."""
+QUEUE_POLL_SECONDS = 0.25
+"""Between empty receives of the example consumer's poller (Lambda long-polls; a short pause here keeps
+the emulator free for the API and the relay)."""
 
 
 class ServeError(Exception):
@@ -101,13 +108,22 @@ class LocalStack:
     api: BaseWSGIServer
     relay_thread: threading.Thread
     stop: threading.Event
+    consumer_thread: threading.Thread | None = None
 
     @property
     def api_url(self) -> str:
         return f"http://localhost:{self.api.server_address[1]}"
 
 
-def serve(*, port: int, aws_port: int, relay_every: float, fifo: bool, out: TextIO | None = None) -> int:
+def serve(
+    *,
+    port: int,
+    aws_port: int,
+    relay_every: float,
+    fifo: bool,
+    consumer: bool = True,
+    out: TextIO | None = None,
+) -> int:
     """Start the stack, print the endpoints and `export` lines, run until SIGINT/SIGTERM; 0 when stopped.
 
     Raises `ServeError` when a port cannot be listened on (nothing is left running then)."""
@@ -137,6 +153,7 @@ def serve(*, port: int, aws_port: int, relay_every: float, fifo: bool, out: Text
     stop = threading.Event()
     try:
         doorbell = _doorbell(resources.outbox_table)
+        consumer_thread = _consumer_thread(resources.queue_url, stop, say) if consumer else None
     except BaseException:
         api.server_close()
         aws.stop()
@@ -144,27 +161,36 @@ def serve(*, port: int, aws_port: int, relay_every: float, fifo: bool, out: Text
     relay_thread = threading.Thread(
         target=_relay_loop, args=(relay_every, doorbell, stop, say), name="relay", daemon=True
     )
-    stack = LocalStack(aws, api, relay_thread, stop)
+    stack = LocalStack(aws, api, relay_thread, stop, consumer_thread)
     api_thread = threading.Thread(target=api.serve_forever, name="local-api", daemon=True)
     api_thread.start()
     relay_thread.start()
+    if consumer_thread is not None:
+        consumer_thread.start()
     _announce(say, stack, resources.environment(), relay_every)
+    _run_until_stopped(stack, api_thread, say)
+    return 0
+
+
+def _run_until_stopped(stack: LocalStack, api_thread: threading.Thread, say: Lines) -> None:
+    """Serve until SIGINT or SIGTERM, then stop the API, the relay and the consumer, then the emulator."""
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        stack.stop.set()
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    while not stop.wait(0.5):
+    while not stack.stop.wait(0.5):
         pass
-    say("stopping: API, relay, emulator")
-    api.shutdown()
-    api.server_close()
+    say("stopping: API, relay, consumer, emulator")
+    stack.api.shutdown()
+    stack.api.server_close()
     api_thread.join(timeout=10)
-    relay_thread.join(timeout=60)
-    aws.stop()
+    stack.relay_thread.join(timeout=60)
+    if stack.consumer_thread is not None:
+        stack.consumer_thread.join(timeout=60)
+    stack.aws.stop()
     say("stopped")
-    return 0
 
 
 def _listen(what: str, port: int, app: IngestGateway) -> BaseWSGIServer:
@@ -202,6 +228,21 @@ def _relay_loop(every: float, doorbell: StreamTail, stop: threading.Event, say: 
             next_sweep = time.monotonic() + every
 
 
+def _consumer_thread(queue_url: str, stop: threading.Event, say: Lines) -> threading.Thread:
+    poller = QueuePoller(sqs_client(), queue_url, run_example_consumer)
+    return threading.Thread(target=_consumer_loop, args=(poller, stop, say), name="consumer", daemon=True)
+
+
+def _consumer_loop(poller: QueuePoller, stop: threading.Event, say: Lines) -> None:
+    """The example consumer's event source mapping: a batch whenever the queue has messages."""
+    while not stop.is_set():
+        delivery = poller.poll()
+        if delivery.received:
+            say(f"consumer: {json.dumps({'received': delivery.received, 'failed': delivery.failed})}")
+        else:
+            stop.wait(QUEUE_POLL_SECONDS)
+
+
 def _report(say: Lines, trigger: str, run: RelayRun) -> None:
     if run.sent or run.rolled_back or run.poisoned or run.errors:
         say(f"relay: {json.dumps({'trigger': trigger, **run.reported}, sort_keys=True)}")
@@ -214,6 +255,10 @@ def _announce(say: Lines, stack: LocalStack, environment: dict[str, str], relay_
         f"relay        woken by the Outbox table's stream (polled every {STREAM_POLL_SECONDS:g} s), "
         f"swept every {relay_every:g} s"
     )
+    if stack.consumer_thread is not None:
+        say("consumer     the example consumer reads the queue: PROCESSING, then COMPLETED")
+    else:
+        say("consumer     off (--no-consumer): the queue is yours to read")
     say("For the AWS CLI and `outbox` commands in another shell:")
     for name, value in {
         **environment,

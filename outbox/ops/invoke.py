@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from outbox.core.functions import RELAY_HANDLER, RELAY_STOP_MARGIN_SECONDS
+from outbox.core.functions import EXAMPLE_CONSUMER_HANDLER, RELAY_HANDLER, RELAY_STOP_MARGIN_SECONDS
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 LOCAL_FUNCTION_ENVIRONMENT: Final = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"}
 """Defaults for a local invocation; a value already in the environment wins."""
 RELAY_LOGGER: Final = "outbox-relay"
+CONSUMER_LOGGER: Final = "outbox-example-consumer"
+EXAMPLE_CONSUMER_SECONDS: Final = 30.0
+"""The example consumer's timeout, as the construct deploys it."""
 
 Handler = Callable[[Mapping[str, Any], Any], Any]
 
@@ -88,6 +91,15 @@ def run_relay(seconds: float, event: Mapping[str, Any] | None = None) -> RelayRu
     handler = handler_named(RELAY_HANDLER)
     _logs_to_stderr(RELAY_LOGGER)
     return RelayRun.of(handler(dict(event or {}), local_context(seconds + RELAY_STOP_MARGIN_SECONDS)))
+
+
+def run_example_consumer(event: Mapping[str, Any]) -> dict[str, Any]:
+    """One invocation of the example consumer (ADR 0019) with an SQS event; its partial batch response."""
+    for name, value in LOCAL_FUNCTION_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    handler = handler_named(EXAMPLE_CONSUMER_HANDLER)
+    _logs_to_stderr(CONSUMER_LOGGER)
+    return dict(handler(dict(event), local_context(EXAMPLE_CONSUMER_SECONDS)))
 
 
 def _logs_to_stderr(logger_name: str) -> None:
