@@ -3,8 +3,8 @@
 What `cdk deploy` does, minus change sets: upload each file asset to its bootstrap bucket (folders zipped),
 record the bootstrap version CDK templates check, then `CreateStack` with the template. Fast and reliable on
 moto, whose change-set path has bugs. moto's CloudFormation skips some resource types (API Gateway v2,
-alarms, queue and topic policies, Lambda event-invoke configs), and the rehearsal leaves out the stream's
-event source mapping (see `_adapted_for_moto`); `DeployedStack.skipped` lists them.
+alarms, queue and topic policies, Lambda event-invoke configs), and the rehearsal leaves out the event
+source mappings (see `_adapted_for_moto`); `DeployedStack.skipped` lists them.
 """
 
 from __future__ import annotations
@@ -73,15 +73,15 @@ def _adapted_for_moto(template: dict[str, Any], stack_name: str) -> dict[str, An
 
     - CloudFormation names an unnamed FIFO queue with the `.fifo` suffix SQS requires; moto does not, so
       the rehearsal names such queues itself;
-    - moto runs the function of a DynamoDB stream's event source mapping in Docker, synchronously, on every
-      write to the table (and fails the write's request without Docker), so stream mappings are left out
-      (listed in `DeployedStack.skipped`); the rehearsal plays the mapping itself from the template's
-      properties (infra/rehearse.py, outbox/local/stream.py)."""
+    - moto runs the function of an event source mapping in Docker (a DynamoDB stream's synchronously, on
+      every write to the table, failing the write's request without Docker; an SQS queue's on every
+      send), so mappings are left out (listed in `DeployedStack.skipped`); the rehearsal plays them itself
+      from the template's properties (infra/rehearse.py, outbox/local/stream.py, outbox/local/consumer.py)."""
     adapted: dict[str, Any] = json.loads(json.dumps(template))
     adapted["Resources"] = {
         logical_id: resource
         for logical_id, resource in adapted["Resources"].items()
-        if not is_stream_mapping(resource)
+        if resource.get("Type") != "AWS::Lambda::EventSourceMapping"
     }
     for logical_id, resource in adapted["Resources"].items():
         properties = resource.get("Properties", {})

@@ -41,6 +41,7 @@ CALLER_ARN: Final = f"arn:aws:iam::{names.DEFAULT_ACCOUNT}:user/rehearsal"
 PAYLOAD: Final = {"order": 1, "item": "book", "note": "rehearsed"}
 RELAY_MODULE: Final = names.RELAY_HANDLER.rpartition(".")[0]
 INGEST_MODULE: Final = names.INGEST_HANDLER.rpartition(".")[0]
+CONSUMER_MODULE: Final = names.EXAMPLE_CONSUMER_HANDLER.rpartition(".")[0]
 
 
 @dataclass
@@ -58,6 +59,8 @@ class Rehearsal:
     sweep_summary: dict[str, Any] | None = None
     """What the scheduled sweep after it returned."""
     received: dict[str, Any] | None = None
+    """The message as the example consumer's SQS mapping handed it over (the Lambda record)."""
+    consumer_response: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     """The relay's EMF output: metric name -> value, with namespace and dimensions under `_meta`."""
 
@@ -75,7 +78,9 @@ class Rehearsal:
                 f"  not emulated by moto (template tests cover them): {', '.join(self.stack.skipped)}"
             )
         if "AWS::Lambda::EventSourceMapping" in self.stack.skipped:
-            lines.append("  the stream mapping is played by the rehearsal (moto would run it in Docker)")
+            lines.append(
+                "  the stream and queue mappings are played by the rehearsal (moto would run them in Docker)"
+            )
         lines += [f"  ok   {step}" for step in self.steps]
         lines += [f"  FAIL {failure}" for failure in self.failures]
         lines.append("rehearsal passed" if self.ok else "rehearsal FAILED")
@@ -170,12 +175,13 @@ def _relay(result: Rehearsal, message_id: str, doorbell: Any, *, region: str) ->
         f"scheduled sweep after it -> sent {(result.sweep_summary or {}).get('sent')}",
     )
     ingest = _cold_start(INGEST_MODULE, fresh=False)
+    status = _status(ingest, message_id)
+    result.check(status == "QUEUED", f"message status after the relay -> {status}")
+    _consume(result, message_id)
     result.final_status = _status(ingest, message_id)
-    result.check(result.final_status == "QUEUED", f"message status after the relay -> {result.final_status}")
-    result.received = _receive(os.environ["QUEUE_URL"], message_id)
     result.check(
-        result.received is not None and json.loads(result.received["Body"]) == PAYLOAD,
-        "received from the deployed queue with the posted payload and its message_id attribute",
+        result.final_status == "COMPLETED",
+        f"message status after the example consumer -> {result.final_status}",
     )
     meta = result.metrics.get("_meta", {})
     result.check(
@@ -183,6 +189,36 @@ def _relay(result: Rehearsal, message_id: str, doorbell: Any, *, region: str) ->
         and meta.get("dimensions", {}).get("service") == names.RELAY_SERVICE
         and {names.OLDEST_PENDING_METRIC, names.POISONED_METRIC} <= result.metrics.keys(),
         f"relay published the alarmed metrics ({names.METRICS_NAMESPACE}, service={names.RELAY_SERVICE})",
+    )
+
+
+def _consume(result: Rehearsal, message_id: str) -> None:
+    """The example consumer's SQS mapping, played on the deployed queue: one receive, one invocation of the
+    deployed handler with the Lambda event, the records it did not report failed deleted."""
+    from outbox.core.clients import sqs_client  # noqa: PLC0415
+    from outbox.local.consumer import QueuePoller  # noqa: PLC0415 - local-only code
+    from outbox.local.events import local_context  # noqa: PLC0415
+
+    consumer = _cold_start(CONSUMER_MODULE)
+    records: list[dict[str, Any]] = []
+
+    def invoke(event: dict[str, Any]) -> Mapping[str, Any]:
+        records.extend(event["Records"])
+        result.consumer_response = dict(consumer.handler(event, local_context(30)))
+        return result.consumer_response
+
+    delivery = QueuePoller(sqs_client(), os.environ["QUEUE_URL"], invoke).poll()
+    result.received = next(
+        (r for r in records if r["messageAttributes"].get("message_id", {}).get("stringValue") == message_id),
+        None,
+    )
+    result.check(
+        result.received is not None and json.loads(result.received["body"]) == PAYLOAD,
+        "the example consumer received the posted payload, with its message_id attribute, from the queue",
+    )
+    result.check(
+        delivery.received == 1 and delivery.failed == 0,
+        f"the example consumer completed its batch -> {result.consumer_response}",
     )
 
 
@@ -194,19 +230,6 @@ def _status(ingest: ModuleType, message_id: str) -> str | None:
     )
     status: str | None = json.loads(response["body"]).get("status")
     return status
-
-
-def _receive(queue_url: str, message_id: str) -> dict[str, Any] | None:
-    from outbox.core.clients import sqs_client  # noqa: PLC0415
-
-    response = sqs_client().receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=1
-    )
-    for message in response.get("Messages", []):
-        attribute = message.get("MessageAttributes", {}).get("message_id")
-        if attribute is not None and attribute.get("StringValue") == message_id:
-            return dict(message)
-    return None
 
 
 def _scheduled_event(region: str) -> dict[str, Any]:
@@ -279,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Tried to parse AWS::", category=UserWarning)
     with contextlib.ExitStack() as stack:
         outdir = args.outdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rehearse-")))
-        assembly, config = synthesize(outdir, fifo=args.fifo)
+        assembly, config = synthesize(outdir, fifo=args.fifo, example_consumer=True)
         print(f"synthesized {config.stack_name} into {assembly} in {time.perf_counter() - started:.1f} s")
         aws = stack.enter_context(embedded_aws())
         stack.enter_context(

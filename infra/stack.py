@@ -12,8 +12,13 @@ from outbox.cdk import names
 from outbox.cdk.alarms import OutboxAlarms
 from outbox.cdk.bundling import lambda_code
 from outbox.cdk.config import StackConfig
-from outbox.cdk.construct import OutboxConstruct
+from outbox.cdk.construct import OutboxConstruct, removal_policy
+from outbox.cdk.function import OutboxFunction
 from outbox.cdk.ingest_api import IngestApi
+
+EXAMPLE_CONSUMER_TIMEOUT_SECONDS = 30
+"""Within the queue's 30 s visibility timeout; the example's claims last 60 s (outbox/consumer/example.py)."""
+EXAMPLE_CONSUMER_MEMORY_MB = 256
 
 
 class OutboxStack(cdk.Stack):
@@ -39,6 +44,23 @@ class OutboxStack(cdk.Stack):
             topic_arn=config.alarm_topic_arn,
             fifo=config.settings.fifo,
         )
+        functions: list[lambda_.IFunction] = [self.outbox.relay.function, self.ingest.ingest.function]
+        self.example_consumer: OutboxFunction | None = None
+        if config.example_consumer:
+            self.example_consumer = OutboxFunction(
+                self,
+                "ExampleConsumer",
+                handler=names.EXAMPLE_CONSUMER_HANDLER,
+                code=code,
+                environment=self.outbox.environment,
+                timeout=cdk.Duration.seconds(EXAMPLE_CONSUMER_TIMEOUT_SECONDS),
+                memory_size=EXAMPLE_CONSUMER_MEMORY_MB,
+                description="Outbox example consumer: marks each message COMPLETED",
+                log_retention_days=config.log_retention_days,
+                removal_policy=removal_policy(config),
+            )
+            self.outbox.add_consumer(self.example_consumer.function)
+            functions.append(self.example_consumer.function)
         # Attached to nothing: operators attach it to the role or group they run `outbox` commands with.
         self.operator_policy = iam.ManagedPolicy(
             self,
@@ -62,4 +84,11 @@ class OutboxStack(cdk.Stack):
             ),
         ):
             cdk.CfnOutput(self, key, value=value, description=description)
-        acknowledge_findings([self.outbox.relay.function, self.ingest.ingest.function])
+        if self.example_consumer is not None:
+            cdk.CfnOutput(
+                self,
+                names.OUTPUT_EXAMPLE_CONSUMER_FUNCTION,
+                value=self.example_consumer.function.function_name,
+                description="Example consumer function (context example_consumer)",
+            )
+        acknowledge_findings(functions)

@@ -67,6 +67,9 @@ class StackConfig:
     oldest_pending_alarm_seconds: int = 600
     api_rate_limit: int = DEFAULT_API_RATE_LIMIT
     api_burst_limit: int = DEFAULT_API_BURST_LIMIT
+    example_consumer: bool = False
+    """Deploy the example consumer (`outbox.consumer.example`) on the queue: for trying the stack out; a
+    real deployment wires its own consumers with `OutboxConstruct.add_consumer`."""
     settings: Settings = dataclasses.field(
         default_factory=lambda: _checked_settings(fifo=False, variables={}, source={})
     )
@@ -118,6 +121,7 @@ class StackConfig:
             ),
             api_rate_limit=_positive("api_rate_limit", context("api_rate_limit"), DEFAULT_API_RATE_LIMIT),
             api_burst_limit=_positive("api_burst_limit", context("api_burst_limit"), DEFAULT_API_BURST_LIMIT),
+            example_consumer=_boolean("example_consumer", context("example_consumer") or False),
             settings=_checked_settings(
                 fifo=_boolean("fifo", context("fifo") or False), variables=variables, source=source
             ),

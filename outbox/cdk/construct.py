@@ -79,6 +79,17 @@ Lambda documents for a DynamoDB stream, scoped to this stream as the DynamoDB de
 policy scopes them (not CDK's `grant_stream_read`, which grants `ListStreams` on `*`)."""
 RELAY_QUEUE_ACTIONS: Final = ("sqs:SendMessage",)
 """`SendMessageBatch` (relay/sender.py); the relay reads no queue attributes."""
+CONSUMER_MESSAGES_ACTIONS: Final = ("dynamodb:UpdateItem",)
+"""The consumer helper (outbox/consumer): claim and give back (UpdateItem), complete (a transaction Update).
+The consumer's own writes need grants of the consumer's own."""
+CONSUMER_QUEUE_ACTIONS: Final = ("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage")
+"""What Lambda's SQS event source mapping calls with the function's role (Lambda developer guide, "Using
+Lambda with Amazon SQS": execution role permissions)."""
+QUEUE_VISIBILITY_SECONDS: Final = 30
+"""The queue keeps SQS's default visibility timeout; Lambda refuses an SQS mapping for a function whose
+timeout is longer."""
+CONSUMER_BATCH_SIZE: Final = 10
+"""Records per consumer invocation: SQS's largest receive (FIFO mappings allow no more)."""
 ADMIN_MESSAGES_ACTIONS: Final = (
     "dynamodb:BatchGetItem",
     "dynamodb:GetItem",
@@ -238,6 +249,42 @@ class OutboxConstruct(Construct):
             (RELAY_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
             (RELAY_QUEUE_ACTIONS, [self.queue.queue_arn]),
         )
+
+    def grant_consume(self, grantee: iam.IGrantable) -> iam.Grant:
+        """What a function consuming the queue through the consumer helper (ADR 0019) and an SQS event
+        source mapping needs: the helper's status writes and the mapping's queue calls."""
+        return _grant(
+            grantee,
+            (CONSUMER_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
+            (CONSUMER_QUEUE_ACTIONS, [self.queue.queue_arn]),
+        )
+
+    def add_consumer(
+        self, function: lambda_.Function, *, batch_size: int = CONSUMER_BATCH_SIZE
+    ) -> lambda_.EventSourceMapping:
+        """Invoke `function` with the queue's messages, reporting partial batch failures (the consumer
+        helper raises per record; Powertools turns that into `batchItemFailures`), and grant what it needs.
+        Its timeout must fit in the queue's visibility timeout, and the helper's `processing_seconds` must
+        be at least that timeout (ADR 0019)."""
+        timeout = function.timeout.to_seconds() if function.timeout is not None else 3
+        if timeout > QUEUE_VISIBILITY_SECONDS:
+            raise ValueError(
+                f"consumer {function.node.id}: a timeout of {timeout:g} s exceeds the queue's "
+                f"{QUEUE_VISIBILITY_SECONDS} s visibility timeout, which Lambda refuses for an SQS mapping"
+            )
+        if not 1 <= batch_size <= CONSUMER_BATCH_SIZE:
+            raise ValueError(
+                f"consumer batch_size must be between 1 and {CONSUMER_BATCH_SIZE}, got {batch_size}"
+            )
+        grant = self.grant_consume(function)
+        mapping = function.add_event_source_mapping(
+            "Queue",
+            event_source_arn=self.queue.queue_arn,
+            batch_size=batch_size,
+            report_batch_item_failures=True,
+        )
+        grant.apply_before(mapping)  # Lambda checks the role can read the queue on creation
+        return mapping
 
     def grant_admin(self, grantee: iam.IGrantable) -> iam.Grant:
         """What the operator commands (`outbox status/stats/requeue/skip/clear-owed-ttl`, outbox/ops/admin.py)

@@ -14,6 +14,7 @@ DEFAULT_REGION: Final = "us-east-1"
 # Lambda entry points (docs/design.md §5): a contract with the code, tested against the built asset.
 INGEST_HANDLER: Final = functions.INGEST_HANDLER
 RELAY_HANDLER: Final = functions.RELAY_HANDLER
+EXAMPLE_CONSUMER_HANDLER: Final = functions.EXAMPLE_CONSUMER_HANDLER
 
 # Metrics the relay publishes through Powertools EMF (relay/handler.py); the alarms watch them.
 METRICS_NAMESPACE: Final = "Outbox"
@@ -37,3 +38,4 @@ OUTPUT_INGEST_FUNCTION: Final = "IngestFunctionName"
 OUTPUT_RELAY_FUNCTION: Final = "RelayFunctionName"
 OUTPUT_ALARM_TOPIC: Final = "AlarmTopicArn"
 OUTPUT_OPERATOR_POLICY: Final = "OperatorPolicyArn"
+OUTPUT_EXAMPLE_CONSUMER_FUNCTION: Final = "ExampleConsumerFunctionName"

@@ -40,7 +40,9 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 def bundled(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     """The one real bundling run (pip for arm64 into the asset), shared by the asset tests and the
     rehearsal."""
-    outdir, config = synthesize(tmp_path_factory.mktemp("bundled"), stack_name="OutboxRehearsal")
+    outdir, config = synthesize(
+        tmp_path_factory.mktemp("bundled"), stack_name="OutboxRehearsal", example_consumer=True
+    )
     return Synthesized(
         outdir, config, json.loads((outdir / f"{config.stack_name}.template.json").read_text())
     )

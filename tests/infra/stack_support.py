@@ -22,6 +22,7 @@ VARIANT_CONTEXT: dict[str, Any] = {
     "stack_name": "OutboxVariant",
     "api_rate_limit": "1000",
     "api_burst_limit": 2000,
+    "example_consumer": "true",
 }
 
 

@@ -1,5 +1,6 @@
 """The local deploy rehearsal (`python -m infra.rehearse`) as a test: the bundled stack deploys to the moto
-server and a message posted through the deployed tables ends QUEUED and arrives in the deployed queue."""
+server and a message posted through the deployed tables is queued, arrives in the deployed queue, and the
+example consumer (its SQS mapping played by the rehearsal) takes it to COMPLETED."""
 
 from __future__ import annotations
 
@@ -33,9 +34,11 @@ def test_rehearsal_end_to_end(
     assert "AWS::DynamoDB::Table" not in result.stack.skipped
     if not (PROJECT_ROOT / "relay" / "handler.py").exists():
         pytest.skip("ingest rehearsed; relay/handler.py does not exist yet, so nothing reaches the queue")
-    assert result.final_status == "QUEUED", result.report()
+    assert result.final_status == "COMPLETED", result.report()
     assert result.received is not None
-    assert result.received["MessageAttributes"]["message_id"]["StringValue"] == result.message_id
+    assert result.received["messageAttributes"]["message_id"]["stringValue"] == result.message_id
+    assert result.consumer_response == {"batchItemFailures": []}
+    assert names.OUTPUT_EXAMPLE_CONSUMER_FUNCTION in result.stack.outputs
     assert result.relay_summary is not None
     assert result.relay_summary["sent"] == 1
     assert result.metrics[names.OLDEST_PENDING_METRIC] is not None

@@ -53,6 +53,15 @@ DOORBELL_GRANTS: Final = {
     ("Outbox/stream", "dynamodb:GetShardIterator"),
     ("Outbox/stream", "dynamodb:ListStreams"),
 }
+CONSUMER_GRANTS: Final = {
+    ("Messages", "dynamodb:UpdateItem"),  # claim and give back (UpdateItem), complete (transaction Update)
+}
+CONSUMER_MAPPING_GRANTS: Final = {
+    # The SQS event source mapping polls the queue with the consumer's role; the code never does.
+    ("Queue", "sqs:ReceiveMessage"),
+    ("Queue", "sqs:DeleteMessage"),
+    ("Queue", "sqs:GetQueueAttributes"),
+}
 ADMIN_GRANTS: Final = {
     ("Messages", "dynamodb:GetItem"),  # status, requeue, skip
     ("Messages", "dynamodb:Scan"),  # stats, clear-owed-ttl
@@ -70,7 +79,8 @@ ADMIN_COMMANDS: Final = {"status", "stats", "requeue", "skip", "clear-owed-ttl"}
 OTHER_COMMANDS: Final = {"init", "demo", "serve", "relay"}
 """Not the operator policy's: provisioning and local runs (moto), and a relay run (`grant_relay`'s)."""
 NEVER_GRANTED: Final = {"dynamodb:ConditionCheckItem", "sqs:GetQueueAttributes"}
-"""No transaction has a `ConditionCheck` action, and no code reads queue attributes."""
+"""No transaction has a `ConditionCheck` action, and no code reads queue attributes (only a consumer's SQS
+mapping does, with the consumer's role: not in the default stack)."""
 
 
 @pytest.fixture
@@ -93,6 +103,15 @@ def test_function_roles_grant_exactly_the_pinned_actions(
             ("LogGroup", "logs:CreateLogStream"),
             ("LogGroup", "logs:PutLogEvents"),
         } | (DOORBELL_GRANTS if handler == names.RELAY_HANDLER else set())
+
+
+def test_the_example_consumer_role_grants_exactly_the_pinned_actions(variant: Synthesized) -> None:
+    grants = role_grants(variant, names.EXAMPLE_CONSUMER_HANDLER)
+    assert data_grants(grants) == CONSUMER_GRANTS | CONSUMER_MAPPING_GRANTS
+    assert grants - data_grants(grants) == {
+        ("LogGroup", "logs:CreateLogStream"),
+        ("LogGroup", "logs:PutLogEvents"),
+    }
 
 
 def _operator_policy(synth: Synthesized) -> dict[str, Any]:
@@ -238,6 +257,41 @@ def test_relay_calls_exactly_what_its_role_grants(
         "sqs:SendMessageBatch",
     }
     assert recorder.named(outbox.settings) == data_grants(role_grants(synthesized, names.RELAY_HANDLER))
+
+
+def test_the_consumer_helper_calls_exactly_what_its_role_grants(
+    relayed: tuple[Outbox, list[str]], recorder: NeedsRecorder, variant: Synthesized
+) -> None:
+    """Every path of the helper: a completion, a redelivered duplicate, a failure given back."""
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord  # noqa: PLC0415
+
+    from outbox.consumer import Consumed, OutboxConsumer  # noqa: PLC0415
+    from outbox.local.consumer import lambda_sqs_event  # noqa: PLC0415
+
+    outbox, _ = relayed
+    fresh = NeedsRecorder()  # only the consumer's calls
+    consumer = OutboxConsumer(fresh.client("dynamodb"), messages_table=outbox.settings.messages_table)
+    ingest_messages(outbox, 2)
+    run = Relay(
+        dynamodb=dynamodb_client(),
+        sqs=recorder.client("sqs"),
+        settings=outbox.settings,
+        clock=FakeClock(),
+        retry_policy=FAST_RETRIES,
+        config=RelayConfig(parallel_shards=1),
+    ).run(FakeClock().monotonic() + 60)
+    assert run.sent == 2, run.as_dict()
+    first, second = lambda_sqs_event(receive_all(outbox.resources.queue_url), "arn", "us-east-1")["Records"]
+
+    def fails(message: object) -> None:
+        raise RuntimeError("no")
+
+    assert consumer.consume(SQSRecord(first), lambda message: None) is Consumed.COMPLETED
+    assert consumer.consume(SQSRecord(first), lambda message: None) is Consumed.DUPLICATE
+    with pytest.raises(RuntimeError):
+        consumer.consume(SQSRecord(second), fails)
+    assert fresh.operations == {"dynamodb:UpdateItem", "dynamodb:TransactWriteItems"}
+    assert fresh.named(outbox.settings) == CONSUMER_GRANTS
 
 
 def test_every_outbox_command_is_placed() -> None:

@@ -390,7 +390,11 @@ def test_doorbell_mapping_is_a_hint_that_never_blocks_its_stream(
         for key, f in synth.of_type("AWS::Lambda::Function").items()
         if f["Properties"]["Handler"] == names.RELAY_HANDLER
     )
-    (mapping,) = synth.of_type("AWS::Lambda::EventSourceMapping").values()
+    (mapping,) = [
+        m
+        for m in synth.of_type("AWS::Lambda::EventSourceMapping").values()
+        if "StreamArn" in str(m["Properties"]["EventSourceArn"])
+    ]
     assert mapping["Properties"] == {
         "FunctionName": {"Ref": relay},
         "EventSourceArn": {"Fn::GetAtt": [_table(synth, OUTBOX_PARTITION_KEY), "StreamArn"]},
@@ -583,3 +587,66 @@ def test_variant_uses_the_given_alarm_topic(variant: Synthesized) -> None:
     assert not variant.of_type("AWS::SNS::Topic")
     for alarm in variant.of_type("AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"] == [VARIANT_TOPIC_ARN]
+
+
+# --- the example consumer (ADR 0019) ---------------------------------------------------------------------
+
+
+def test_the_example_consumer_is_off_unless_asked_for(synthesized: Synthesized) -> None:
+    handlers = {f["Properties"]["Handler"] for f in synthesized.of_type("AWS::Lambda::Function").values()}
+    assert names.EXAMPLE_CONSUMER_HANDLER not in handlers
+    assert names.OUTPUT_EXAMPLE_CONSUMER_FUNCTION not in synthesized.template["Outputs"]
+
+
+def test_the_example_consumer_reads_the_queue_with_partial_batch_responses(variant: Synthesized) -> None:
+    queue, _ = _queues(variant)
+    function = _function(variant, names.EXAMPLE_CONSUMER_HANDLER)
+    assert function["Properties"]["Timeout"] <= 30  # the queue's visibility timeout
+    mappings = [
+        m
+        for m in variant.of_type("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == _arn(queue)
+    ]
+    (mapping,) = mappings
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["Properties"]["BatchSize"] == 10
+    assert any("Policy" in dependency for dependency in mapping["DependsOn"])
+    assert names.OUTPUT_EXAMPLE_CONSUMER_FUNCTION in variant.template["Outputs"]
+
+
+def test_consumer_permissions_are_pinned(variant: Synthesized) -> None:
+    messages = _table(variant, MESSAGE_KEY)
+    queue, _ = _queues(variant)
+    assert _statements(variant, names.EXAMPLE_CONSUMER_HANDLER) == [
+        {
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Effect": "Allow",
+            "Resource": _arn(_log_group_of(variant, names.EXAMPLE_CONSUMER_HANDLER)),
+        },
+        {"Action": "dynamodb:UpdateItem", "Effect": "Allow", "Resource": _arn(messages)},
+        {
+            "Action": ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+            "Effect": "Allow",
+            "Resource": _arn(queue),
+        },
+    ]
+
+
+def test_a_consumer_whose_timeout_outlasts_the_visibility_timeout_fails_synth() -> None:
+    import aws_cdk as cdk  # noqa: PLC0415
+    from aws_cdk import aws_lambda as lambda_  # noqa: PLC0415
+
+    from outbox.cdk.construct import OutboxConstruct  # noqa: PLC0415
+
+    stack = cdk.Stack(cdk.App())
+    outbox = OutboxConstruct(stack, "Outbox", code=lambda_.Code.from_inline("def handler(e, c): pass"))
+    slow = lambda_.Function(
+        stack,
+        "Slow",
+        runtime=lambda_.Runtime.PYTHON_3_13,
+        handler="index.handler",
+        code=lambda_.Code.from_inline("def handler(e, c): pass"),
+        timeout=cdk.Duration.seconds(60),
+    )
+    with pytest.raises(ValueError, match="a timeout of 60 s exceeds the queue's 30 s visibility timeout"):
+        outbox.add_consumer(slow)
