@@ -58,6 +58,8 @@ LEASES: Final = "relay/leases.py"
 LEASE_TESTS: Final = "tests/test_shard_leases.py"
 CONSUMER: Final = "outbox/consumer/transitions.py"
 CONSUMER_TESTS: Final = "tests/test_consumer.py"
+DLQ: Final = "outbox/ops/dlq.py"
+DLQ_TESTS: Final = "tests/test_dlq.py"
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +424,8 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
             removed(
                 CONSUMER,
                 "claim_update",
-                "#status IN (:pending, :queued) OR (#status = :processing AND processing_until < :now_ms)",
+                "#status IN (:pending, :queued, :dead) OR "
+                "(#status = :processing AND processing_until < :now_ms)",
             ),
         ),
         (f"{CONSUMER_TESTS}::test_a_redelivered_completed_message_is_acknowledged_without_running_again",),
@@ -475,6 +478,19 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
             f"{CONSUMER_TESTS}::test_a_failure_after_the_claim_was_taken_over_leaves_the_new_holders_claim_alone",
         ),
         equivalent="as for `consume-complete-processing`: the token is only there while PROCESSING",
+    ),
+    # -- the dead-letter queue (outbox/ops/dlq.py, ADR 0020) --
+    Mutant(
+        "dlq-mark-status",
+        "dlq list: DEAD_LETTERED only over the status read",
+        (removed(DLQ, "_mark_dead_lettered", "#status = :read"),),
+        (f"{DLQ_TESTS}::test_listing_never_marks_a_message_completed_meanwhile",),
+    ),
+    Mutant(
+        "dlq-redrive-status",
+        "dlq redrive: PENDING only over the status read",
+        (removed(DLQ, "_redrive_message_action", "#status = :read"),),
+        (f"{DLQ_TESTS}::test_a_redrive_of_a_message_that_moved_on_meanwhile_writes_nothing",),
     ),
     # -- fenced shard leases (relay/leases.py, ADR 0018) --
     Mutant(

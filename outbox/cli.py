@@ -8,6 +8,7 @@ Machine output (`--json`, relay summaries) is printed as plain lines, one JSON o
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import math
@@ -354,6 +355,118 @@ def requeue(
     console.print(f"requeued {len(results)} message(s)", markup=False, highlight=False)
     for one, why in skipped.items():
         console.print(f"left alone {one}: {why}", markup=False, highlight=False)
+
+
+dlq_app = typer.Typer(
+    help="The dead-letter queue: list what a consumer gave up on, and send it again through the outbox.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(dlq_app, name="dlq")
+
+DlqUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dlq-url",
+        envvar="DLQ_URL",
+        help="The dead-letter queue (env DLQ_URL; the stack's DeadLetterQueueUrl output).",
+        show_default=False,
+    ),
+]
+
+
+def _dlq_url(given: str | None) -> str:
+    if not given:
+        raise CommandError(
+            "configuration error: no dead-letter queue: set DLQ_URL (the stack's DeadLetterQueueUrl output, "
+            "or what `outbox init`/`serve` exported) or pass --dlq-url",
+            2,
+        )
+    return given
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Read at most this many messages.")] = 100,
+    dlq_url: DlqUrlOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List the dead-letter queue's messages; each one's message still on its way is marked DEAD_LETTERED
+    (with the DLQ's receive count). Reading hides each message from other readers for 30 s.
+
+    Example: outbox dlq list --limit 20
+    """
+    from outbox.ops import dlq  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    url = _dlq_url(dlq_url)
+    _require_aws()
+    letters = dlq.dead_letters(
+        sqs=sqs_client(), dynamodb=dynamodb_client(), settings=settings, dlq_url=url, limit=limit
+    )
+    rows = [
+        {
+            "message_id": letter.message_id,
+            "status": letter.status,
+            "receive_count": letter.receive_count,
+            "sent_at": letter.sent_at,
+            "last_error": letter.last_error,
+        }
+        for letter in letters
+    ]
+    if json_output:
+        print(json.dumps(rows))
+        return
+    table = Table("message_id", "status", "receives", "last error")
+    for row in rows:
+        table.add_row(
+            str(row["message_id"] or "(not ours: no message_id)"),
+            str(row["status"] or "(not in the table)"),
+            str(row["receive_count"]),
+            _shortened(str(row["last_error"] or ""), 60),
+        )
+    console.print(table)
+    console.print(f"{len(rows)} message(s) in the dead-letter queue", markup=False, highlight=False)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    message_ids: Annotated[list[str] | None, typer.Argument(help="Messages to send again.")] = None,
+    all_messages: Annotated[
+        bool, typer.Option("--all", help="Every message in the dead-letter queue.")
+    ] = False,
+    dlq_url: DlqUrlOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Send dead-lettered messages again through the outbox (a new entry, the same message_id; the redrive
+    counted and timed on the message, and audited), then delete their DLQ copies. A COMPLETED message only
+    loses its copy; anything else is left alone with the reason.
+
+    Example: outbox dlq redrive 0190c6d2-...   or   outbox dlq redrive --all
+    """
+    from outbox.ops import dlq  # noqa: PLC0415
+
+    if all_messages == bool(message_ids):
+        raise typer.BadParameter("give MESSAGE_IDS or --all, not both or neither")
+    settings = Settings.from_env()
+    url = _dlq_url(dlq_url)
+    _require_aws()
+    results = dlq.redrive(
+        None if all_messages else set(message_ids or ()),
+        sqs=sqs_client(),
+        dynamodb=dynamodb_client(),
+        settings=settings,
+        dlq_url=url,
+        actor=_actor(),
+    )
+    if json_output:
+        print(json.dumps([dataclasses.asdict(result) for result in results]))
+        return
+    for result in results:
+        detail = f": {result.reason}" if result.reason else ""
+        console.print(f"{result.outcome} {result.message_id}{detail}", markup=False, highlight=False)
+    redriven = sum(result.outcome == "redriven" for result in results)
+    console.print(f"redriven {redriven} message(s)", markup=False, highlight=False)
 
 
 @app.command()

@@ -60,6 +60,7 @@ class Resources:
             "MESSAGES_TABLE": self.messages_table,
             "OUTBOX_TABLE": self.outbox_table,
             "QUEUE_URL": self.queue_url,
+            "DLQ_URL": self.dlq_url,  # `outbox dlq` (not a function setting)
         }
 
 

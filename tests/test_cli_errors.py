@@ -28,6 +28,7 @@ EMULATOR_EXPORTS = {
     "MESSAGES_TABLE",
     "OUTBOX_TABLE",
     "QUEUE_URL",
+    "DLQ_URL",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -411,10 +412,11 @@ def test_every_command_has_an_example_and_the_top_level_help_the_exit_codes(tmp_
     ]
 
     assert top.returncode == 0
-    assert len(commands) == 9, commands
+    assert len(commands) == 10, commands
     for code in ("0 ", "1 ", "2 ", "130 "):
         assert f"\n    {code}" in top.stdout.split("Exit codes:")[1], top.stdout
-    for command in commands:
-        shown = outbox(command, "--help", env=fresh_shell(tmp_path, COLUMNS="80"))
+    groups = {"dlq": ["list", "redrive"]}  # a group's help lists its commands; each has the example
+    for command in [[name, *([sub] if sub else [])] for name in commands for sub in groups.get(name, [""])]:
+        shown = outbox(*command, "--help", env=fresh_shell(tmp_path, COLUMNS="80"))
         assert shown.returncode == 0, shown.stderr
         assert "Example" in shown.stdout, command

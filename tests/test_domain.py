@@ -23,10 +23,17 @@ from outbox.data.transactions import CLIENT_REQUEST_TOKEN_LENGTH, client_request
 
 def test_no_status_moves_backwards_except_requeue_and_a_consumers_failure() -> None:
     order = [Status.PENDING, Status.QUEUED, Status.PROCESSING, Status.COMPLETED]
-    backwards = {(Status.FAILED, Status.PENDING), (Status.PROCESSING, Status.QUEUED)}
+    backwards = {
+        (Status.FAILED, Status.PENDING),  # requeue, audited
+        (Status.DEAD_LETTERED, Status.PENDING),  # redrive, audited
+        (Status.PROCESSING, Status.QUEUED),  # a consumer's failure, recorded
+    }
     for current, targets in ALLOWED_TRANSITIONS.items():
         for target in targets:
-            if (current, target) in backwards or target is Status.FAILED:
+            if (current, target) in backwards or target in {Status.FAILED, Status.DEAD_LETTERED}:
+                continue
+            if current is Status.DEAD_LETTERED:  # SQS's own redrive: a consumer takes it again
+                assert target is Status.PROCESSING
                 continue
             assert order.index(target) > order.index(current)
     assert not can_transition(Status.QUEUED, Status.PENDING)

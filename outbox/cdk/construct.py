@@ -102,6 +102,9 @@ ADMIN_MESSAGES_ACTIONS: Final = (
 their TTL (Scan, UpdateItem)."""
 ADMIN_FAILED_INDEX_ACTIONS: Final = ("dynamodb:Scan",)
 """`requeue --all-failed` lists the FAILED messages from the sparse `failed` index."""
+ADMIN_DLQ_ACTIONS: Final = ("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage")
+"""`dlq list` reads the dead-letter queue and makes what it read visible again; `dlq redrive` deletes the
+copies it sent again (outbox/ops/dlq.py). The URL comes from the stack's output: no queue attributes."""
 ADMIN_OUTBOX_ACTIONS: Final = (
     "dynamodb:DeleteItem",
     "dynamodb:GetItem",
@@ -287,7 +290,7 @@ class OutboxConstruct(Construct):
         return mapping
 
     def grant_admin(self, grantee: iam.IGrantable) -> iam.Grant:
-        """What the operator commands (`outbox status/stats/requeue/skip/clear-owed-ttl`, outbox/ops/admin.py)
+        """What the operator commands (`outbox status/stats/requeue/skip/clear-owed-ttl/dlq`, outbox/ops/)
         call. They run from an operator's machine, never from a function of this construct: grant it to a
         person's or a pipeline's role, or attach the stack's `OperatorPolicyArn` managed policy."""
         return _grant(grantee, *self._admin_grants())
@@ -304,6 +307,7 @@ class OutboxConstruct(Construct):
             (ADMIN_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
             (ADMIN_FAILED_INDEX_ACTIONS, [self.failed_index_arn]),
             (ADMIN_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
+            (ADMIN_DLQ_ACTIONS, [self.dead_letter_queue.queue_arn]),
         ]
 
     def _table(

@@ -43,7 +43,8 @@ def _expires(now: datetime, retention: timedelta) -> dict[str, str]:
 def claim_update(
     claim: Claim, *, messages_table: str, now: datetime, retention: timedelta
 ) -> UpdateItemInputTypeDef:
-    """PENDING or QUEUED → PROCESSING under `claim`, or take over a PROCESSING claim that ran out.
+    """PENDING, QUEUED or DEAD_LETTERED → PROCESSING under `claim`, or take over a PROCESSING claim that
+    ran out. DEAD_LETTERED: SQS's own redrive moved the message back from the dead-letter queue.
 
     PENDING too: SQS can deliver a message before the relay's finalize has marked it QUEUED; the finalize
     then finds it moved on and only deletes its entry (docs/design.md §4.4). `queued_at` is set if the
@@ -59,13 +60,14 @@ def claim_update(
             "#expires = :expires ADD receive_count :one"
         ),
         "ConditionExpression": (
-            "#status IN (:pending, :queued) OR (#status = :processing AND processing_until < :now_ms)"
+            "#status IN (:pending, :queued, :dead) OR (#status = :processing AND processing_until < :now_ms)"
         ),
         "ExpressionAttributeNames": _NAMES,
         "ExpressionAttributeValues": {
             ":processing": {"S": Status.PROCESSING},
             ":pending": {"S": Status.PENDING},
             ":queued": {"S": Status.QUEUED},
+            ":dead": {"S": Status.DEAD_LETTERED},
             ":token": {"S": claim.token},
             ":until": {"N": str(claim.until_ms)},
             ":now": {"S": stamp},

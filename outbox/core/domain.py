@@ -22,21 +22,26 @@ class Status(StrEnum):
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    DEAD_LETTERED = "DEAD_LETTERED"
+    """Found in the dead-letter queue by `outbox dlq` (ADR 0020): a consumer gave up on it."""
 
 
 ALLOWED_TRANSITIONS: Final[Mapping[Status, frozenset[Status]]] = {
     # PENDING → PROCESSING: SQS may deliver between the relay's send and its finalize (ADR 0019).
-    Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.PROCESSING}),
-    Status.QUEUED: frozenset({Status.PROCESSING}),
+    Status.PENDING: frozenset({Status.QUEUED, Status.FAILED, Status.PROCESSING, Status.DEAD_LETTERED}),
+    Status.QUEUED: frozenset({Status.PROCESSING, Status.DEAD_LETTERED}),
     # PROCESSING → QUEUED: the consumer's function failed; the error and the attempt are recorded and SQS
     # delivers the message again (ADR 0019).
-    Status.PROCESSING: frozenset({Status.COMPLETED, Status.QUEUED}),
+    Status.PROCESSING: frozenset({Status.COMPLETED, Status.QUEUED, Status.DEAD_LETTERED}),
     Status.COMPLETED: frozenset(),
     # An explicit, audited requeue.
     Status.FAILED: frozenset({Status.PENDING}),
+    # An explicit, audited redrive through the outbox (ADR 0020); PROCESSING when SQS's own redrive moved
+    # the message back to the queue and a consumer took it.
+    Status.DEAD_LETTERED: frozenset({Status.PENDING, Status.PROCESSING}),
 }
-"""Every status change is a conditional write on the current status; nothing else moves a status. Two
-moves go back: requeue (audited, by an operator) and a consumer's failure (recorded on the message)."""
+"""Every status change is a conditional write on the current status; nothing else moves a status. Moves
+back: requeue and redrive (audited, by an operator) and a consumer's failure (recorded on the message)."""
 
 
 def can_transition(current: Status, target: Status) -> bool:

@@ -13,6 +13,8 @@ from typing import Final
 
 from outbox.core.schema import is_fifo_queue
 
+FIFO_DEDUPLICATION_SECONDS: Final = 300
+"""SQS FIFO queues drop a message whose deduplication id was sent within the last 5 minutes."""
 FIFO_RESEND_WINDOW_SECONDS: Final = 240
 """Resends on FIFO stay within 4 minutes of the first send: inside SQS's 5-minute dedup window."""
 CLAIM_TO_FINALIZE_BUDGET_SECONDS: Final = 10

@@ -64,6 +64,11 @@ class MessageRecord:
     and how many deliveries a consumer helper has claimed."""
     completed_at: str | None = None
     receive_count: int = 0
+    dead_lettered_at: str | None = None
+    """`outbox dlq` (ADR 0020): when the message was found in the dead-letter queue, how often it was sent
+    again through the outbox, and when."""
+    redrive_count: int = 0
+    redriven_at: tuple[str, ...] = ()
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> MessageRecord:
@@ -94,6 +99,9 @@ class MessageRecord:
             processing_started_at=text("processing_started_at"),
             completed_at=text("completed_at"),
             receive_count=int(item.get("receive_count", {}).get("N", "0")),
+            dead_lettered_at=text("dead_lettered_at"),
+            redrive_count=int(item.get("redrive_count", {}).get("N", "0")),
+            redriven_at=tuple(str(value["S"]) for value in item.get("redriven_at", {}).get("L", [])),
         )
 
     @property

@@ -94,6 +94,10 @@ def status_record(message: MessageRecord, *, include_payload: bool = False) -> d
         record["processing_started_at"] = message.processing_started_at
         record["completed_at"] = message.completed_at
         record["receive_count"] = message.receive_count
+    if message.dead_lettered_at is not None or message.redrive_count:  # `outbox dlq` (ADR 0020)
+        record["dead_lettered_at"] = message.dead_lettered_at
+        record["redrive_count"] = message.redrive_count
+        record["redriven_at"] = list(message.redriven_at)
     if include_payload:
         # Numbers exactly as accepted.
         record["payload"] = exact_json.loads(message.payload) if message.payload is not None else None

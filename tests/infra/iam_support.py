@@ -82,12 +82,13 @@ class NeedsRecorder:
             self.operations.add(f"{service}:{model.name}")
             self.needs |= required(service, model.name, params)
 
-    def named(self, settings: Settings) -> set[Need]:
-        """The needs with the deployed names for the settings' tables and queue."""
+    def named(self, settings: Settings, dlq_url: str | None = None) -> set[Need]:
+        """The needs with the deployed names for the settings' tables and queue (and the DLQ's URL)."""
         names = {
             settings.messages_table: "Messages",
             settings.outbox_table: "Outbox",
             settings.queue_url: "Queue",
+            **({dlq_url: "DeadLetterQueue"} if dlq_url else {}),
         }
 
         def name(resource: str) -> str:

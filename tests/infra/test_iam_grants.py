@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from outbox import cli
 from outbox.cdk import names
-from outbox.core.clients import dynamodb_client
+from outbox.core.clients import dynamodb_client, sqs_client
 from relay.core import Relay, RelayConfig
 from tests.conftest import FAST_RETRIES, FakeClock, Outbox, call_ingest, ingest_messages, receive_all
 from tests.infra.iam_support import (
@@ -73,6 +73,9 @@ ADMIN_GRANTS: Final = {
     ("Outbox", "dynamodb:PutItem"),  # requeue: a new entry when the parked one was skipped (transaction)
     ("Outbox", "dynamodb:DeleteItem"),  # skip (transaction)
     ("Outbox", "dynamodb:Query"),  # stats; skip finds an orphaned parked entry
+    ("DeadLetterQueue", "sqs:ReceiveMessage"),  # dlq list, dlq redrive
+    ("DeadLetterQueue", "sqs:DeleteMessage"),  # dlq redrive: the copy sent again
+    ("DeadLetterQueue", "sqs:ChangeMessageVisibility"),  # what a dlq command read, visible again at once
 }
 ADMIN_COMMANDS: Final = {"status", "stats", "requeue", "skip", "clear-owed-ttl"}
 """The `outbox` commands an operator runs against a deployed stack: the operator policy's scope."""
@@ -306,8 +309,10 @@ def test_admin_commands_call_exactly_what_the_policy_grants(
     """Every admin command through the CLI, as an operator runs it; each step checked in the tables."""
     outbox, ids = relayed
     recorder = NeedsRecorder()  # the commands' calls only
-    client = recorder.client("dynamodb")
+    client, sqs = recorder.client("dynamodb"), recorder.client("sqs")
     monkeypatch.setattr(cli, "dynamodb_client", lambda: client)
+    monkeypatch.setattr(cli, "sqs_client", lambda: sqs)
+    monkeypatch.setenv("DLQ_URL", outbox.resources.dlq_url)
     reused, skipped, orphaned = ids[:3]
     table = outbox.settings.messages_table
     parked_entry = {mid: (outbox.message(mid) or {})["entry_id"]["S"] for mid in (reused, skipped)}
@@ -342,7 +347,17 @@ def test_admin_commands_call_exactly_what_the_policy_grants(
     )
     run("clear-owed-ttl")
     assert "expires_at" not in (outbox.message(reused) or {})
+    queued = next(mid for mid in ids if (outbox.message(mid) or {}).get("status", {}).get("S") == "QUEUED")
+    sqs_client().send_message(  # a consumer gave up on it: SQS moved it to the DLQ
+        QueueUrl=outbox.resources.dlq_url,
+        MessageBody="{}",
+        MessageAttributes={"message_id": {"DataType": "String", "StringValue": queued}},
+    )
+    run("dlq", "list")
+    assert (outbox.message(queued) or {})["status"]["S"] == "DEAD_LETTERED"
+    run("dlq", "redrive", queued)  # the listing made its copy visible again
+    assert (outbox.message(queued) or {})["status"]["S"] == "PENDING"
     granted = statement_grants(
         _operator_policy(synthesized)["PolicyDocument"]["Statement"], resource_names(synthesized)
     )
-    assert recorder.named(outbox.settings) == granted
+    assert recorder.named(outbox.settings, outbox.resources.dlq_url) == granted

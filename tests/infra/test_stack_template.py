@@ -302,6 +302,11 @@ def test_operator_policy_is_pinned(synthesized: Synthesized) -> None:
             "Effect": "Allow",
             "Resource": _arn(outbox),
         },
+        {
+            "Action": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"],
+            "Effect": "Allow",
+            "Resource": _arn(_queues(synthesized)[1]),
+        },
     ]
 
 
