@@ -1,5 +1,7 @@
 """`python -m chaos --messages N --relays R --kills K --fault-rate F [--fifo]`: run one scenario, print the
-figures, write them to `chaos/results/latest.json`; exit 0 only when every invariant held."""
+figures, write them to `chaos/results/latest.json` (or `--output`); exit 0 only when every invariant held.
+Beside the sweeping relays, `--doorbell-relays` relays are rung by the Outbox table's stream, whose records
+are dropped, duplicated, delayed and reordered on the way (`--stream-*`)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=6, help="simulated crashes of in-process relays")
     parser.add_argument("--process-relays", type=int, default=1, help="`outbox relay --once` subprocesses")
     parser.add_argument("--sigkills", type=int, default=2, help="real SIGKILLs of subprocess relays")
+    parser.add_argument(
+        "--doorbell-relays",
+        type=int,
+        default=2,
+        help="in-process relays rung by the Outbox table's stream, one mapping lane each (0: sweeps only)",
+    )
+    parser.add_argument(
+        "--stream-drop", type=float, default=0.1, help="probability that a stream record never rings"
+    )
+    parser.add_argument(
+        "--stream-duplicate",
+        type=float,
+        default=0.1,
+        help="probability that a stream record rings twice (the copy later)",
+    )
+    parser.add_argument(
+        "--stream-delay",
+        type=float,
+        default=0.2,
+        help="probability that a polled batch of records is held back up to --stream-max-delay",
+    )
+    parser.add_argument(
+        "--stream-reorder",
+        type=float,
+        default=0.2,
+        help="probability that a stream record is delivered behind records written after it",
+    )
+    parser.add_argument(
+        "--stream-max-delay", type=float, default=3.0, help="seconds a delayed record may be held back"
+    )
     parser.add_argument("--fault-rate", type=float, default=0.1)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--fifo", action="store_true")
@@ -45,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         kills=args.kills,
         process_relays=args.process_relays,
         sigkills=args.sigkills,
+        doorbell_relays=args.doorbell_relays,
+        stream_drop=args.stream_drop,
+        stream_duplicate=args.stream_duplicate,
+        stream_delay=args.stream_delay,
+        stream_reorder=args.stream_reorder,
+        stream_max_delay_seconds=args.stream_max_delay,
         fault_rate=args.fault_rate,
         fifo=args.fifo,
         clients=args.clients,
@@ -81,9 +119,23 @@ def print_figures(console: Console, figures: Figures) -> None:
             if scenario.get("fifo")
             else []
         ),
-        ("relay kills: simulated (in-process)", f"{figures.simulated_kills}"),
+        (
+            "relay kills: simulated (in-process)",
+            f"{figures.simulated_kills} ({figures.doorbell_kills} of doorbell runs)"
+            if scenario.get("doorbell_relays")
+            else f"{figures.simulated_kills}",
+        ),
         ("relay kills: SIGKILL (subprocess)", f"{figures.sigkills}"),
         ("concurrent relays (max seen)", f"{figures.max_concurrent_relays}"),
+        *(_doorbell_rows(figures) if scenario.get("doorbell_relays") else []),
+        (
+            "sent by sweeps / processes / the drain",
+            f"{figures.sweep_sent:,} / {figures.process_relay_sent:,} / {figures.drain_sent:,}",
+        ),
+        (
+            "duplicates possible (relays' count)",
+            f"{figures.relay_summary.get('duplicates_possible', 0):,}",
+        ),
         ("ingest retries / replays", f"{figures.ingest_retries:,} / {figures.ingest_replays:,}"),
         ("QUEUED", f"{figures.queued:,}"),
         ("received from SQS", f"{figures.received:,}"),
@@ -111,6 +163,31 @@ def print_figures(console: Console, figures: Figures) -> None:
     console.print(
         "[bold green]OK[/]" if figures.ok else "[bold red]NOT OK[/]: an invariant failed (see JSON)"
     )
+
+
+def _doorbell_rows(figures: Figures) -> list[tuple[str, str]]:
+    stream = figures.stream
+    return [
+        ("doorbell runs / messages sent", f"{figures.doorbell_runs:,} / {figures.doorbell_sent:,}"),
+        (
+            "  overlapping another on a rung shard / a sweep",
+            f"{figures.doorbell_runs_sharing_a_shard:,} / {figures.doorbell_runs_beside_a_sweep:,}",
+        ),
+        ("  most doorbell runs on one shard", f"{figures.max_doorbell_runs_on_a_shard}"),
+        (
+            "stream records seen / delivered (batches)",
+            f"{stream.get('records_seen', 0):,} / {stream.get('delivered', 0):,} "
+            f"({stream.get('batches', 0):,})",
+        ),
+        (
+            "  dropped / duplicated / delayed / reordered",
+            " / ".join(
+                f"{stream.get(name, 0):,}" for name in ("dropped", "duplicated", "delayed", "reordered")
+            ),
+        ),
+        ("  delivered out of stream order", f"{stream.get('delivered_out_of_order', 0):,}"),
+        ("  undelivered when the chaos ended", f"{stream.get('undelivered_at_stop', 0):,}"),
+    ]
 
 
 if __name__ == "__main__":

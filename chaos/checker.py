@@ -80,8 +80,26 @@ class Figures:
     sigkills: int = 0
     max_concurrent_relays: int = 0
     relay_runs: int = 0
+    """In-process sweeps (every shard per run), chaos phase."""
+    sweep_sent: int = 0
+    """Messages the in-process sweeps sent (their finished runs; a killed run reports nothing)."""
     process_relay_runs: int = 0
     process_relay_sent: int = 0
+    doorbell_runs: int = 0
+    """In-process runs rung by the stream (`relay_rung` over the shards a batch named)."""
+    doorbell_sent: int = 0
+    doorbell_kills: int = 0
+    """Simulated kills (of `simulated_kills`) that hit a doorbell run."""
+    doorbell_summary: dict[str, Any] = field(default_factory=dict)
+    doorbell_runs_sharing_a_shard: int = 0
+    """Doorbell runs that started while another doorbell run was working a shard they were rung for."""
+    doorbell_runs_beside_a_sweep: int = 0
+    """Doorbell runs that started while a sweep (in-process or a relay process) was running."""
+    max_doorbell_runs_on_a_shard: int = 0
+    """Most doorbell runs running at one moment that were rung for the same shard (runs overlapping in
+    time: whether they read the shard in the same instant is not measured)."""
+    stream: dict[str, int] = field(default_factory=dict)
+    """What the doorbell's stream feed read, did to the records and delivered (chaos/doorbell.py)."""
     ingest_retries: int = 0
     ingest_replays: int = 0
     ingest_abandoned: int = 0

@@ -5,7 +5,11 @@ Phases (ADR 0013):
    same Idempotency-Key after any failure, as an HTTP client does after a 5xx or a timeout), while
    `relays` in-process relays (faults on their clients, crashed `kills` times by a `KillSwitch`) and
    `process_relays` `outbox relay --once` subprocesses (killed `sigkills` times with a real SIGKILL) run
-   at once. A separate, unfaulted client samples every message's status throughout.
+   at once: these are the sweep, every shard per run. Beside them, `doorbell_relays` in-process relays
+   (the same faults and kill switches) are rung by the Outbox table's stream, read from the emulator and
+   dropped, duplicated, delayed and reordered on the way (chaos/doorbell.py, ADR 0017): two doorbell runs
+   and a sweep can work one shard at once. A separate, unfaulted client samples every message's status
+   throughout.
 2. drain: faults off, FAILED messages requeued (the one audited backwards move), one clean relay whose
    clock is past every lease and backoff runs until the outbox is empty.
 3. check: `chaos.checker` reads the tables and the whole queue directly.
@@ -35,6 +39,7 @@ from unittest import mock
 import botocore.session
 
 from chaos.checker import Accepted, Figures, StatusSampler, check
+from chaos.doorbell import Perturbation, StreamFeed
 from chaos.kills import (
     INGEST_DYNAMODB_FAULTS,
     RELAY_CONFIG,
@@ -51,12 +56,15 @@ from outbox.core.clients import CLIENT_CONFIG
 from outbox.core.errors import InvalidRequest
 from outbox.core.settings import Settings
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
+from outbox.local.stream import StreamTail
 from outbox.ops import admin
 from outbox.provisioning import Resources, provision
 from outbox.testing.calls import CallCounter
 from outbox.testing.faults import Crash, FaultInjector
 from relay.core import Relay
+from relay.doorbell import shards_rung
 from relay.entries import RunSummary
+from relay.handler import relay_rung
 
 SCENARIO_SETTINGS = {
     "MAX_BACKOFF_SECONDS": "1",
@@ -68,6 +76,8 @@ SCENARIO_SETTINGS = {
 """Backoff capped at a second so rolled-back entries come back within the scenario; the shortest lease
 the settings allow (3x the 10 s claim-to-finalize budget)."""
 KILL_AFTER_OPERATIONS = ("TransactWriteItems", "SendMessageBatch", "BatchGetItem", "UpdateItem")
+STREAM_TAKE_SECONDS = 0.25
+"""How long an idle doorbell relay waits for its lane's next batch before looking at the stop flag."""
 INGEST_MAX_TRIES = 60
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RELAY_PROCESS = (sys.executable, "-m", "chaos.relay_process")
@@ -84,6 +94,18 @@ class Scenario:
     """`outbox relay --once` subprocesses (no faults: a subprocess cannot get an in-process injector)."""
     sigkills: int = 2
     """Real SIGKILLs of subprocess relays."""
+    doorbell_relays: int = 2
+    """In-process relays rung by the Outbox table's stream (one lane each of the event source mapping),
+    with the same faults and kill switches as the sweeping ones; 0: no doorbell, sweeps only."""
+    stream_drop: float = 0.1
+    """Probability that a stream record never rings."""
+    stream_duplicate: float = 0.1
+    """Probability that a stream record rings twice (the copy up to `stream_max_delay_seconds` later)."""
+    stream_delay: float = 0.2
+    """Probability that a polled batch of records is held back up to `stream_max_delay_seconds`."""
+    stream_reorder: float = 0.2
+    """Probability that a stream record is delivered behind records written after it."""
+    stream_max_delay_seconds: float = 3.0
     fault_rate: float = 0.1
     fifo: bool = False
     clients: int = 4
@@ -107,6 +129,16 @@ class Scenario:
         # each FIFO group belongs to one client: its order is defined (docs/design.md §4.7)
         return self.clients * self.groups_per_client
 
+    @property
+    def perturbation(self) -> Perturbation:
+        return Perturbation(
+            drop=self.stream_drop,
+            duplicate=self.stream_duplicate,
+            delay=self.stream_delay,
+            reorder=self.stream_reorder,
+            max_delay_seconds=self.stream_max_delay_seconds,
+        )
+
 
 @dataclass
 class Tally:
@@ -121,7 +153,20 @@ class Tally:
     faults_by_operation: Counter[str] = field(default_factory=Counter)
     faulted_calls: int = 0
     relay_runs: int = 0
+    """In-process sweeps (every shard per run)."""
     relay: RunSummary = field(default_factory=RunSummary)
+    """Every in-process run, sweeps and doorbell runs (and the drain's, added at the end)."""
+    sweep_sent: int = 0
+    doorbell_runs: int = 0
+    doorbell_kills: int = 0
+    doorbell: RunSummary = field(default_factory=RunSummary)
+    doorbell_runs_sharing_a_shard: int = 0
+    """Doorbell runs that started while another doorbell run was working a shard they were rung for."""
+    doorbell_runs_beside_a_sweep: int = 0
+    """Doorbell runs that started while a sweep (in-process or a relay process) was running."""
+    max_doorbell_runs_on_a_shard: int = 0
+    live_sweeps: int = 0
+    live_rung: Counter[str] = field(default_factory=Counter)
     ingest_retries: int = 0
     ingest_replays: int = 0
     ingest_abandoned: int = 0
@@ -141,14 +186,28 @@ class Tally:
             self.faults_by_operation.update(by_operation)
             self.faulted_calls += calls
 
-    def relay_started(self) -> None:
+    def relay_started(self, shards: frozenset[str] | None = None) -> None:
+        """A run starts: a sweep (`shards` None) or a doorbell run over the shards it was rung for."""
         with self.lock:
             self.live_relays += 1
             self.max_live_relays = max(self.max_live_relays, self.live_relays)
+            if shards is None:
+                self.live_sweeps += 1
+                return
+            self.doorbell_runs_sharing_a_shard += any(self.live_rung[shard] for shard in shards)
+            self.doorbell_runs_beside_a_sweep += self.live_sweeps > 0
+            self.live_rung.update(shards)
+            self.max_doorbell_runs_on_a_shard = max(
+                self.max_doorbell_runs_on_a_shard, *(self.live_rung[shard] for shard in shards), 0
+            )
 
-    def relay_ended(self) -> None:
+    def relay_ended(self, shards: frozenset[str] | None = None) -> None:
         with self.lock:
             self.live_relays -= 1
+            if shards is None:
+                self.live_sweeps -= 1
+            else:
+                self.live_rung.subtract(shards)
 
 
 class OffsetClock:
@@ -183,6 +242,8 @@ class _Run:
         self.last_progress = 0.0
         self.dedup_ledger: DedupLedger | None = None
         """FIFO: shared by every relay's SQS faults, so none fails a resend SQS would accept."""
+        self.feed: StreamFeed | None = None
+        """The doorbell's perturbed stream, when the scenario has doorbell relays."""
 
     def client(self, service: str, session: Any = None) -> Any:
         """A client of its own (faults and kill switches are per client), built as `outbox.core.clients` does.
@@ -250,48 +311,79 @@ class _Run:
     # -- in-process relays -------------------------------------------------------------------------
 
     def relay_slot(self, slot: int) -> None:
-        scenario = self.scenario
+        """A sweeping relay: every shard, run after run, as the schedule invokes it."""
         generation = 0
         session = botocore.session.get_session()  # used by this thread only
         while not self.stop.is_set():
             generation += 1
-            dynamodb, sqs = self.client("dynamodb", session), self.client("sqs", session)
-            seed = scenario.seed * 10_000 + slot * 100 + generation
-            injectors = [
-                install_faults(dynamodb, RELAY_DYNAMODB_FAULTS, scenario.fault_rate, seed),
-                install_faults(sqs, RELAY_SQS_FAULTS, scenario.fault_rate, seed + 1, self.dedup_ledger),
-            ]
-            counter = CallCounter(dynamodb, sqs)
-            switch = KillSwitch([dynamodb, sqs])
-            self.slots[slot] = switch
-            relay = Relay(
-                dynamodb=dynamodb,
-                sqs=sqs,
-                settings=self.settings,
-                retry_policy=RELAY_RETRIES,
-                config=RELAY_CONFIG,
-                rng=random.Random(seed),  # noqa: S311
-            )
-            self.tally.relay_started()
-            try:
-                summary = relay.run(time.monotonic() + scenario.relay_run_seconds)
-            except Crash:
-                summary = None
-            finally:
-                self.tally.relay_ended()
-                self.slots[slot] = None
-            self.tally.absorb(injectors, counter)
-            with self.tally.lock:
-                self.tally.relay_runs += 1
-                if switch.crashed:
-                    self.tally.simulated_kills += 1
-                    self.tally.kills_by_moment[
-                        f"after {switch.after_operation}" if switch.after_operation else "random moment"
-                    ] += 1
-                if summary is not None:
-                    self.tally.relay.merge(summary)
+            summary = self._relay_run(slot, generation, session, None)
             if summary is not None and summary.sent == 0:
                 time.sleep(0.5)
+
+    def doorbell_slot(self, feed: StreamFeed, slot: int, lane: int) -> None:
+        """A doorbell relay: one lane of the mapping, one invocation per batch of its (perturbed) records,
+        run as the handler runs it (`relay_rung` over the rung shards)."""
+        generation = 0
+        session = botocore.session.get_session()  # used by this thread only
+        while not self.stop.is_set():
+            event = feed.take(lane, timeout=STREAM_TAKE_SECONDS)
+            if event is None:
+                continue
+            generation += 1
+            self._relay_run(slot, generation, session, shards_rung(event) or frozenset())
+
+    def _relay_run(
+        self, slot: int, generation: int, session: Any, shards: frozenset[str] | None
+    ) -> RunSummary | None:
+        """One run of an in-process relay on clients of its own, with faults and a kill switch: a sweep
+        (`shards` None) or a doorbell run over `shards`. None when it was killed."""
+        scenario = self.scenario
+        dynamodb, sqs = self.client("dynamodb", session), self.client("sqs", session)
+        seed = scenario.seed * 10_000 + slot * 100 + generation
+        injectors = [
+            install_faults(dynamodb, RELAY_DYNAMODB_FAULTS, scenario.fault_rate, seed),
+            install_faults(sqs, RELAY_SQS_FAULTS, scenario.fault_rate, seed + 1, self.dedup_ledger),
+        ]
+        counter = CallCounter(dynamodb, sqs)
+        switch = KillSwitch([dynamodb, sqs])
+        self.slots[slot] = switch
+        relay = Relay(
+            dynamodb=dynamodb,
+            sqs=sqs,
+            settings=self.settings,
+            retry_policy=RELAY_RETRIES,
+            config=RELAY_CONFIG,
+            rng=random.Random(seed),  # noqa: S311
+        )
+        self.tally.relay_started(shards)
+        summary: RunSummary | None
+        try:
+            # shards None: `relay.run(deadline)`, what the handler runs for the schedule's event
+            summary = relay_rung(relay, time.monotonic() + scenario.relay_run_seconds, shards)
+        except Crash:
+            summary = None
+        finally:
+            self.tally.relay_ended(shards)
+            self.slots[slot] = None
+        self.tally.absorb(injectors, counter)
+        with self.tally.lock:
+            if shards is None:
+                self.tally.relay_runs += 1
+            else:
+                self.tally.doorbell_runs += 1
+            if switch.crashed:
+                self.tally.simulated_kills += 1
+                self.tally.doorbell_kills += shards is not None
+                self.tally.kills_by_moment[
+                    f"after {switch.after_operation}" if switch.after_operation else "random moment"
+                ] += 1
+            if summary is not None:
+                self.tally.relay.merge(summary)
+                if shards is None:
+                    self.tally.sweep_sent += summary.sent
+                else:
+                    self.tally.doorbell.merge(summary)
+        return summary
 
     def killer(self) -> None:
         """Trips the kill switch of a running in-process relay at random moments until `kills` crashed."""
@@ -417,8 +509,18 @@ class _Run:
             threading.Thread(target=self.process_slot, args=(n,), name=f"relay-process-{n}")
             for n in range(scenario.process_relays)
         ]
+        doorbells: list[threading.Thread] = []
+        if scenario.doorbell_relays:
+            self.feed = feed = self._stream_feed()  # before the first write: the mapping starts at LATEST
+            doorbells = [
+                threading.Thread(
+                    target=self.doorbell_slot, args=(feed, scenario.relays + n, n), name=f"doorbell-{n}"
+                )
+                for n in range(scenario.doorbell_relays)
+            ]
+            doorbells.append(threading.Thread(target=feed.run, args=(self.stop,), name="stream-feed"))
         killer = threading.Thread(target=self.killer, name="killer")
-        for thread in [*ingest, *relays, *processes, killer]:
+        for thread in [*ingest, *relays, *processes, *doorbells, killer]:
             thread.start()
         for thread in ingest:
             while thread.is_alive():
@@ -434,8 +536,19 @@ class _Run:
                 break
             time.sleep(0.2)
         self.stop.set()
-        for thread in [*relays, *processes, killer]:
+        for thread in [*relays, *processes, *doorbells, killer]:
             thread.join()
+        if self.feed is not None:
+            self.feed.close()
+
+    def _stream_feed(self) -> StreamFeed:
+        """The Outbox table's stream, read from now on by an unfaulted client, perturbed as configured."""
+        table = self.client("dynamodb").describe_table(TableName=self.settings.outbox_table)["Table"]
+        tail = StreamTail(self.client("dynamodbstreams"), table["LatestStreamArn"])
+        rng = random.Random(self.scenario.seed * 31 + 17)  # noqa: S311
+        return StreamFeed(
+            tail, lanes=self.scenario.doorbell_relays, perturbation=self.scenario.perturbation, rng=rng
+        ).start()
 
     def drain_phase(self, figures: Figures) -> None:
         dynamodb, sqs = self.client("dynamodb"), self.client("sqs")
@@ -510,6 +623,8 @@ def run_scenario(scenario: Scenario) -> Figures:
             run.drain_phase(figures)
             sampler.stop()
             _fill_figures(figures, run.tally)
+            if run.feed is not None:
+                figures.stream = run.feed.counts.as_dict()
             figures.entry_faults_spared = run.dedup_ledger.spared() if run.dedup_ledger else 0
             check(
                 figures,
@@ -540,6 +655,14 @@ def _fill_figures(figures: Figures, tally: Tally) -> None:
     figures.sigkills = tally.sigkills
     figures.max_concurrent_relays = tally.max_live_relays
     figures.relay_runs = tally.relay_runs
+    figures.sweep_sent = tally.sweep_sent
+    figures.doorbell_runs = tally.doorbell_runs
+    figures.doorbell_sent = tally.doorbell.sent
+    figures.doorbell_kills = tally.doorbell_kills
+    figures.doorbell_summary = tally.doorbell.as_dict()
+    figures.doorbell_runs_sharing_a_shard = tally.doorbell_runs_sharing_a_shard
+    figures.doorbell_runs_beside_a_sweep = tally.doorbell_runs_beside_a_sweep
+    figures.max_doorbell_runs_on_a_shard = tally.max_doorbell_runs_on_a_shard
     figures.process_relay_runs = tally.process_runs
     figures.process_relay_sent = tally.process_sent
     figures.late_fifo_resends = tally.relay.resent_after_window + tally.process_late_fifo_resends
