@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from outbox.core.clients import dynamodb_client
 from outbox.core.domain import ANONYMOUS
 from outbox.core.settings import Settings
+from outbox.core.tracing import request_trace
 from outbox.core.validation import validate_message
 from outbox.data.cancellation import CancellationExplanation, explain_cancellation
 from outbox.data.store import MessageStore
@@ -85,11 +86,13 @@ def outbox_write(
     idempotency_key: str | None = None,
     principal: str = ANONYMOUS,
     now: datetime | None = None,
+    trace_header: str | None = None,
 ) -> OutboxWrite:
     """Check a message and return its transaction actions, in DynamoDB's low-level form.
 
     `payload`: None, bool, str, int, float, `decimal.Decimal`, and lists and str-keyed dicts of these;
-    its numbers are written exactly as the module docstring says (a float as its repr).
+    its numbers are written exactly as the module docstring says (a float as its repr). `trace_header`:
+    the X-Ray trace the message continues (ADR 0021); by default the Lambda invocation's own, if any.
     """
     request = validate_message(
         payload,
@@ -104,6 +107,7 @@ def outbox_write(
         shards=settings.outbox_shards,
         principal=principal,
         now=now,
+        trace_header=trace_header or request_trace({}),
     )
     items = transaction_items(
         message, messages_table=settings.messages_table, outbox_table=settings.outbox_table
@@ -120,6 +124,7 @@ def enqueue(
     group_id: str | None = None,
     idempotency_key: str | None = None,
     principal: str = ANONYMOUS,
+    trace_header: str | None = None,
 ) -> Accepted:
     """Accept one message in a transaction of its own, with the HTTP API's idempotency rules.
 
@@ -136,4 +141,10 @@ def enqueue(
         max_payload_bytes=settings.max_payload_bytes,
     )
     store = MessageStore(client or dynamodb_client(), settings.messages_table)
-    return accept(request, store=store, settings=settings, principal=principal)
+    return accept(
+        request,
+        store=store,
+        settings=settings,
+        principal=principal,
+        trace_header=trace_header or request_trace({}),
+    )

@@ -468,7 +468,8 @@ def _outgoing(entry: Entry, item: dict[str, Any]) -> Outgoing:
     """The message as it goes to SQS: its payload and attributes as stored at ingest."""
     attributes = {name: value["S"] for name, value in item.get("attributes", {}).get("M", {}).items()}
     group_id = item["group_id"]["S"] if "group_id" in item else None
-    return Outgoing(entry, item["payload"]["S"], attributes, group_id)
+    trace_header = item["trace_header"]["S"] if "trace_header" in item else None
+    return Outgoing(entry, item["payload"]["S"], attributes, group_id, trace_header)
 
 
 def _oldest_age(page: list[Entry], now_ms: int) -> float:

@@ -66,6 +66,8 @@ class Outgoing:
     body: str
     attributes: dict[str, str]
     group_id: str | None
+    trace_header: str | None = None
+    """Sent as the `AWSTraceHeader` system attribute (ADR 0021), which SQS does not count in the size."""
 
     def size(self) -> int:
         attributes = {MESSAGE_ID_ATTRIBUTE: self.entry.message_id, **self.attributes}
@@ -257,6 +259,10 @@ class Sender:
                 "MessageBody": item.body,
                 "MessageAttributes": attributes,
             }
+            if item.trace_header is not None:
+                entry["MessageSystemAttributes"] = {
+                    "AWSTraceHeader": {"DataType": "String", "StringValue": item.trace_header}
+                }
             if self._fifo:
                 entry["MessageGroupId"] = item.group_id or item.entry.message_id
                 entry["MessageDeduplicationId"] = item.entry.message_id

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from outbox.consumer import ConsumedMessage, OutboxConsumer
 from outbox.core.clients import dynamodb_client, sqs_client
-from outbox.core.domain import utc_now
+from outbox.core.domain import iso, utc_now
 from outbox.local.consumer import lambda_sqs_event
 from outbox.local.queue import drain_queue, message_id_of
 from outbox.ops import dlq
@@ -159,7 +159,14 @@ def test_a_fifo_redrive_waits_out_the_deduplication_interval(fifo_outbox: Outbox
     assert early.outcome == "left_alone"
     assert "5-minute deduplication" in early.reason
     assert [e for e in fifo_outbox.entries() if e["message_id"]["S"] == message_id] == []
-    (later,) = _redrive(fifo_outbox, {message_id}, now=utc_now() + timedelta(minutes=6))
+    six_minutes_ago = iso(utc_now() - timedelta(minutes=6))  # time passes (a future `now` would move the
+    dynamodb_client().update_item(  # process's time-ordered ids ahead: they are monotonic)
+        TableName=fifo_outbox.settings.messages_table,
+        Key={"message_id": {"S": message_id}},
+        UpdateExpression="SET queued_at = :then",
+        ExpressionAttributeValues={":then": {"S": six_minutes_ago}},
+    )
+    (later,) = _redrive(fifo_outbox, {message_id})
     assert later.outcome == "redriven"
 
 

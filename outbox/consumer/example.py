@@ -39,7 +39,12 @@ def _consumer() -> OutboxConsumer:
 
 def work(message: ConsumedMessage) -> Sequence[TransactWriteItemTypeDef]:
     """Nothing to do but say so: the message is COMPLETED with no writes of its own."""
-    logger.info("consumed", message_id=message.message_id, receive_count=message.receive_count)
+    logger.info(
+        "consumed",
+        message_id=message.message_id,
+        receive_count=message.receive_count,
+        trace_header=message.trace_header,  # the POST's trace, continued (ADR 0021)
+    )
     return ()
 
 

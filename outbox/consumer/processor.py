@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from outbox.consumer.transitions import Claim, claim_update, complete_action, give_back_update
 from outbox.core import exact_json
 from outbox.core.domain import Status, epoch_millis
+from outbox.core.tracing import traceparent_of, valid_xray_header
 from outbox.data.transact import TransactionCancelled, transact
 
 if TYPE_CHECKING:
@@ -67,12 +68,19 @@ class ConsumedMessage:
     receive_count: int
     """Deliveries to a consumer helper so far, this one included (the message item's count)."""
     group_id: str | None = None
+    trace_header: str | None = None
+    """The X-Ray trace of the POST that sent it, as SQS carried it (`AWSTraceHeader`, ADR 0021)."""
     record: SQSRecord | None = field(default=None, repr=False, compare=False)
 
     @property
     def payload(self) -> Any:
         """The body parsed, numbers exactly as written (`outbox.core.exact_json`)."""
         return exact_json.loads(self.body)
+
+    @property
+    def traceparent(self) -> str | None:
+        """The same trace as a W3C `traceparent`, for an OpenTelemetry or HTTP client downstream."""
+        return traceparent_of(self.trace_header) if self.trace_header else None
 
 
 Work = Callable[[ConsumedMessage], Sequence["TransactWriteItemTypeDef"] | None]
@@ -120,6 +128,7 @@ class OutboxConsumer:
             },
             receive_count=int(item.get("receive_count", {}).get("N", "1")),
             group_id=record.attributes.message_group_id,
+            trace_header=valid_xray_header(record.attributes.aws_trace_header),
             record=record,
         )
         try:

@@ -25,7 +25,7 @@ UNPROCESSED_ROUNDS: Final = 5
 """BatchGetItem calls per chunk before keys DynamoDB keeps leaving unprocessed stop the batch."""
 UNPROCESSED_FIRST_PAUSE_SECONDS: Final = 0.05
 UNPROCESSED_MAX_PAUSE_SECONDS: Final = 1.0
-SEND_PROJECTION: Final = "message_id, #status, payload, #attributes, group_id"
+SEND_PROJECTION: Final = "message_id, #status, payload, #attributes, group_id, trace_header"
 """What sending a message needs of it; the names behind `#status` and `#attributes` go with it."""
 
 
@@ -69,6 +69,8 @@ class MessageRecord:
     again through the outbox, and when."""
     redrive_count: int = 0
     redriven_at: tuple[str, ...] = ()
+    trace_header: str | None = None
+    """The X-Ray trace of the request that sent it (ADR 0021)."""
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> MessageRecord:
@@ -102,6 +104,7 @@ class MessageRecord:
             dead_lettered_at=text("dead_lettered_at"),
             redrive_count=int(item.get("redrive_count", {}).get("N", "0")),
             redriven_at=tuple(str(value["S"]) for value in item.get("redriven_at", {}).get("L", [])),
+            trace_header=text("trace_header"),
         )
 
     @property

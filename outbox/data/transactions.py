@@ -27,6 +27,7 @@ from outbox.core.domain import (
     utc_now,
 )
 from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
+from outbox.core.tracing import valid_xray_header
 from outbox.core.validation import MessageRequest
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ class NewMessage:
     shard: str
     entry_id: str
     created_at: datetime
+    trace_header: str | None = None
+    """The X-Ray trace header of the request that sent it (ADR 0021), relayed as `AWSTraceHeader`. Not part
+    of the request hash: a replay under another trace is the same request."""
 
 
 def prepare_message(
@@ -55,6 +59,7 @@ def prepare_message(
     shards: int,
     principal: str = ANONYMOUS,
     now: datetime | None = None,
+    trace_header: str | None = None,
 ) -> NewMessage:
     """Give a checked request its ids and placement. A keyed request gets the same `message_id` every
     time; the entry id is made now, so the entry's place in its shard follows the order of acceptance."""
@@ -71,6 +76,7 @@ def prepare_message(
         shard=shard_for(request.group_id or message_id, shards),
         entry_id=new_time_ordered_id(epoch_millis(created_at)),
         created_at=created_at,
+        trace_header=valid_xray_header(trace_header),
     )
 
 
@@ -121,6 +127,8 @@ def message_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
         item["group_id"] = {"S": request.group_id}
     if request.idempotency_key is not None:
         item["idempotency_key"] = {"S": request.idempotency_key}
+    if message.trace_header is not None:
+        item["trace_header"] = {"S": message.trace_header}
     return item
 
 

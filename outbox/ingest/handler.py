@@ -19,6 +19,7 @@ from outbox.core import exact_json
 from outbox.core.clients import dynamodb_client
 from outbox.core.errors import InvalidRequest, MessageNotFound, MethodNotAllowed, StoreUnavailable
 from outbox.core.settings import Settings
+from outbox.core.tracing import request_trace
 from outbox.data.store import MessageStore
 from outbox.ingest.requests import parse_message_request, principal_from_iam
 from outbox.ingest.service import accept, message_status
@@ -53,7 +54,13 @@ def post_message() -> Response[dict[str, str]]:
         fifo=settings.fifo,
         max_payload_bytes=settings.max_payload_bytes,
     )
-    accepted = accept(request, store=_store(), settings=settings, principal=_principal())
+    accepted = accept(
+        request,
+        store=_store(),
+        settings=settings,
+        principal=_principal(),
+        trace_header=request_trace(event.headers),
+    )
     logger.info("message accepted", message_id=accepted.message_id, replayed=accepted.replayed)
     status = HTTPStatus.OK if accepted.replayed else HTTPStatus.ACCEPTED
     body = {"message_id": accepted.message_id, "status": accepted.status.value}

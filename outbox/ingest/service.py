@@ -31,6 +31,7 @@ def accept(
     settings: Settings,
     principal: str = ANONYMOUS,
     now: datetime | None = None,
+    trace_header: str | None = None,
 ) -> Accepted:
     """Write the message and its outbox entry in one transaction, or recognise a replay.
 
@@ -42,6 +43,7 @@ def accept(
         shards=settings.outbox_shards,
         principal=principal,
         now=now,
+        trace_header=trace_header,
     )
     items = transaction_items(
         message, messages_table=settings.messages_table, outbox_table=settings.outbox_table
@@ -90,6 +92,8 @@ def status_record(message: MessageRecord, *, include_payload: bool = False) -> d
     }
     if message.group_id is not None:
         record["group_id"] = message.group_id
+    if message.trace_header is not None:
+        record["trace_header"] = message.trace_header
     if message.receive_count:  # a consumer helper has claimed it (ADR 0019)
         record["processing_started_at"] = message.processing_started_at
         record["completed_at"] = message.completed_at

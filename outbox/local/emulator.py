@@ -20,6 +20,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from outbox.local.fast_moto import MotoInternalsChanged, install_fast_transactions
 from outbox.local.fast_sqs import install_fast_sqs
+from outbox.local.moto_gaps import install_moto_gaps
 from outbox.provisioning import EMULATOR_ENVIRONMENT
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -83,6 +84,7 @@ class EmbeddedAws:
                 install_fast_sqs()  # ADR 0011: moto's answers, without needless datetimes and counts
             except MotoInternalsChanged as exc:
                 warnings.warn(f"moto's SQS counts every queue on each send: {exc}", stacklevel=2)
+        install_moto_gaps()  # what moto answers differently from AWS and the outbox relies on
         self.app = SerializedApp(DomainDispatcherApplication(create_backend_app))
         self._server: BaseWSGIServer = serve_wsgi(port, self.app, _QuietRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
