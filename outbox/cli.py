@@ -589,7 +589,9 @@ def stats(
 
 @app.command()
 def serve(
-    port: Annotated[int, typer.Option(min=1, max=65_535, help="Port of the local HTTP API.")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=0, max=65_535, help="Port of the local HTTP API (0: any free port).")
+    ] = 8080,
     aws_port: Annotated[
         int, typer.Option(min=0, max=65_535, help="Port of the embedded AWS emulator (0: any free port).")
     ] = 0,

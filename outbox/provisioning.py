@@ -93,6 +93,7 @@ def provision(
     outbox_table = f"{prefix}-outbox"
     _ensure_table(dynamodb, messages_table_definition(messages_table))
     _ensure_table(dynamodb, outbox_table_definition(outbox_table))
+    _ensure_stream(dynamodb, outbox_table_definition(outbox_table))
     _ensure_ttl(dynamodb, messages_table)
     queue_name = f"{prefix}-queue{FIFO_SUFFIX if fifo else ''}"
     dlq_name = f"{prefix}-queue{DLQ_SUFFIX}{FIFO_SUFFIX if fifo else ''}"
@@ -112,6 +113,18 @@ def _ensure_table(dynamodb: DynamoDBClient, definition: dict[str, Any]) -> None:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
             raise
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def _ensure_stream(dynamodb: DynamoDBClient, definition: dict[str, Any]) -> None:
+    """An Outbox table made before the doorbell (ADR 0017) has no stream: turn it on, as the definition
+    says. A table that already streams is left as it is (DynamoDB refuses to enable a second stream)."""
+    name = definition["TableName"]
+    wanted = definition["StreamSpecification"]
+    current = dynamodb.describe_table(TableName=name)["Table"].get("StreamSpecification", {})
+    if current.get("StreamEnabled"):
+        return
+    dynamodb.update_table(TableName=name, StreamSpecification=wanted)
     dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
 

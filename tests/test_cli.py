@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.schema import outbox_table_definition
 from outbox.local.emulator import EmbeddedAws
 from tests.conftest import run_outbox
 
@@ -49,6 +53,25 @@ def test_init_creates_everything_and_a_second_run_is_harmless(
     assert len(sqs_client().list_queues(QueueNamePrefix=prefix)["QueueUrls"]) == 2
 
 
+def test_init_turns_on_the_stream_of_an_outbox_table_made_before_the_doorbell(
+    moto_server: EmbeddedAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
+    reset_clients()
+    old = outbox_table_definition("before-doorbell-outbox")
+    del old["StreamSpecification"]  # as `outbox init` created it before ADR 0017
+    dynamodb_client().create_table(**old)  # type: ignore[arg-type]
+
+    result = run_outbox("init", "--endpoint-url", moto_server.endpoint_url, "--prefix", "before-doorbell")
+
+    assert result.returncode == 0, result.stderr
+    table = dynamodb_client().describe_table(TableName="before-doorbell-outbox")["Table"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
+    assert "LatestStreamArn" in table
+    again = run_outbox("init", "--endpoint-url", moto_server.endpoint_url, "--prefix", "before-doorbell")
+    assert again.returncode == 0, again.stderr  # a table that streams is left as it is
+
+
 @pytest.mark.parametrize("fifo", [False, True])
 def test_the_demo_delivers_everything_through_faults(fifo: bool) -> None:
     result = run_outbox("demo", "--messages", "60", "--fail-rate", "0.3", *(["--fifo"] if fifo else []))
@@ -74,3 +97,11 @@ def test_an_unreachable_endpoint_is_one_clear_line_not_a_traceback() -> None:
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert "http://localhost:9" in result.stderr
+
+
+def test_python_dash_m_outbox_is_the_outbox_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "outbox", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Transactional outbox for DynamoDB + SQS" in result.stdout
