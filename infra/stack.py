@@ -1,4 +1,5 @@
-"""The standalone stack: composes the outbox, the ingest API and the alarms, and names its outputs."""
+"""The standalone stack: composes the outbox, the ingest API, the alarms and the dashboard, and names its
+outputs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from outbox.cdk.alarms import OutboxAlarms
 from outbox.cdk.bundling import lambda_code
 from outbox.cdk.config import StackConfig
 from outbox.cdk.construct import OutboxConstruct, removal_policy
+from outbox.cdk.dashboard import OutboxDashboard, alarms_of
 from outbox.cdk.function import OutboxFunction
 from outbox.cdk.ingest_api import IngestApi
 
@@ -45,6 +47,8 @@ class OutboxStack(cdk.Stack):
             fifo=config.settings.fifo,
         )
         functions: list[lambda_.IFunction] = [self.outbox.relay.function, self.ingest.ingest.function]
+        # The dashboard's functions besides the relay, by section title.
+        shown: dict[str, lambda_.IFunction] = {"Ingest function": self.ingest.ingest.function}
         self.example_consumer: OutboxFunction | None = None
         if config.example_consumer:
             self.example_consumer = OutboxFunction(
@@ -61,6 +65,16 @@ class OutboxStack(cdk.Stack):
             )
             self.outbox.add_consumer(self.example_consumer.function)
             functions.append(self.example_consumer.function)
+            shown["Example consumer"] = self.example_consumer.function
+        # Named `<stack name>-Dashboard` (no output: the name is known before the deploy, docs/deploy.md).
+        self.dashboard = OutboxDashboard(
+            self,
+            "Dashboard",
+            outbox=self.outbox,
+            api=self.ingest.api,
+            functions=shown,
+            alarms=alarms_of(self.alarms),
+        )
         # Attached to nothing: operators attach it to the role or group they run `outbox` commands with.
         self.operator_policy = iam.ManagedPolicy(
             self,
