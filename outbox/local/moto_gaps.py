@@ -2,8 +2,10 @@
 
 - **`AWSTraceHeader` on `SendMessageBatch`.** AWS keeps a batch entry's `MessageSystemAttributes` (the
   `AWSTraceHeader` system attribute; SQS developer guide, "Amazon SQS message system attributes") as it
-  does for `SendMessage`; moto's `send_message_batch` drops them, so a consumer never saw the trace the
-  relay sent (ADR 0021). After moto's own batch send, each message gets its entry's system attributes.
+  does for `SendMessage`; moto's batch send drops them, so a consumer never saw the trace the relay sent
+  (ADR 0021). After moto has answered a batch, each message it queued gets its entry's system attributes.
+  The patch sits on the response layer, which `outbox.local.fast_sqs` (installed and uninstalled around
+  it by its own tests) never touches.
 
 Test and local infrastructure only (the embedded emulator installs it), like ADR 0011's patches.
 """
@@ -15,41 +17,45 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from moto.sqs.models import SQSBackend
+from moto.sqs.responses import SQSResponse
 
-__all__ = ["install_moto_gaps", "uninstall_moto_gaps"]
+__all__ = ["install_moto_gaps"]
 
 _lock: Final = threading.Lock()
-_original: list[Callable[..., Any]] = []
+_MARK: Final = "_outbox_keeps_system_attributes"
 
 
 def _keeping_system_attributes(send_batch: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(send_batch)
-    def send(self: SQSBackend, queue_name: str, entries: dict[str, dict[str, Any]]) -> Any:
-        messages, failed = send_batch(self, queue_name, entries)
-        by_id = {entry["Id"]: entry for entry in entries.values()}
-        for message in messages:
-            system = by_id.get(getattr(message, "user_id", None), {}).get("MessageSystemAttributes") or {}
-            if "AWSTraceHeader" in system:  # as moto's `send_message` stores it: the attribute's value dict
-                message.system_attributes = {
-                    **message.system_attributes,
-                    "AWSTraceHeader": system["AWSTraceHeader"],
-                }
-        return messages, failed
+    def send(self: SQSResponse) -> Any:
+        traced = {
+            str(entry.get("Id")): entry["MessageSystemAttributes"]["AWSTraceHeader"]
+            for entry in self._get_param("Entries", [])
+            if "AWSTraceHeader" in (entry.get("MessageSystemAttributes") or {})
+        }
+        answer = send_batch(self)
+        if not traced:
+            return answer
+        wanted = {
+            str(success["MessageId"]): traced[str(success["Id"])]
+            for success in getattr(answer, "result", {}).get("Successful", [])
+            if str(success["Id"]) in traced
+        }
+        queue = self.sqs_backend.get_queue(self._get_queue_name())
+        for message in reversed(queue._messages):  # the batch's messages are the newest
+            if not wanted:
+                break
+            if (trace := wanted.pop(message.id, None)) is not None:  # stored as moto's SendMessage does
+                message.system_attributes = {**message.system_attributes, "AWSTraceHeader": trace}
+        return answer
 
+    setattr(send, _MARK, True)
     return send
 
 
 def install_moto_gaps() -> None:
     """Idempotent; affects moto's SQS in this process (in-process mocks and an embedded server)."""
     with _lock:
-        if _original:
-            return
-        _original.append(SQSBackend.send_message_batch)
-        SQSBackend.send_message_batch = _keeping_system_attributes(SQSBackend.send_message_batch)  # type: ignore[method-assign]
-
-
-def uninstall_moto_gaps() -> None:
-    with _lock:
-        if _original:
-            SQSBackend.send_message_batch = _original.pop()  # type: ignore[method-assign]
+        current = SQSResponse.send_message_batch
+        if not getattr(current, _MARK, False):
+            SQSResponse.send_message_batch = _keeping_system_attributes(current)  # type: ignore[method-assign]
