@@ -36,7 +36,7 @@ def markdown(
     lines: list[str] = [
         "# Relay benchmark",
         "",
-        f"Command: `{command}` — relay config: claim batch {config.claim_batch_size}, page "
+        f"Command: `{command}` — relay config: batch {config.batch_size}, page "
         f"{config.page_size}, {config.parallel_shards} parallel shards; "
         f"{scenarios[0].messages if scenarios else 0:,} messages per relay and scenario.",
         "",

@@ -28,6 +28,7 @@ from outbox.local.queue import drain_queue, message_id_of
 from outbox.provisioning import Resources, provision
 from outbox.testing.calls import CallCounter
 from relay.core import Relay, RelayConfig
+from relay.leases import entries_only
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -291,7 +292,7 @@ def _check(
     entries = sum(
         page["Count"]
         for page in lookup.get_paginator("scan").paginate(
-            TableName=resources.outbox_table, ConsistentRead=True
+            TableName=resources.outbox_table, ConsistentRead=True, **entries_only()
         )
     )
     received = [message_id_of(message) for message in drain_queue(sqs, resources.queue_url)]
@@ -348,7 +349,7 @@ def _relay_side(
                 "retries",
                 "rolled_back",
                 "relay_errors",
-                "claims_lost",
+                "shards_busy",
                 "finalize_failed",
                 "batches",
             ):

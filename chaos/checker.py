@@ -14,6 +14,7 @@ from outbox.core.settings import Settings
 from outbox.local.queue import drain_queue, message_id_of
 from outbox.provisioning import Resources
 from outbox.testing.faults import SQS_DEDUPLICATION_SECONDS
+from relay.leases import is_lease_partition
 
 ALLOWED_MOVES = {("PENDING", "QUEUED"), ("PENDING", "FAILED")}
 """Forward moves; FAILED→PENDING (and FAILED→QUEUED, its requeue seen between samples) only for a
@@ -210,7 +211,9 @@ def check(
     items = _scan(dynamodb, resources.messages_table)
     statuses = {item["message_id"]["S"]: item["status"]["S"] for item in items}
     figures.queued = sum(1 for message_id in by_id if statuses.get(message_id) == "QUEUED")
-    figures.stuck_entries = len(_scan(dynamodb, resources.outbox_table))
+    figures.stuck_entries = sum(  # the shard leases share the table: not entries
+        1 for item in _scan(dynamodb, resources.outbox_table) if not is_lease_partition(item["shard"]["S"])
+    )
 
     received = drain_queue(sqs, resources.queue_url)
     figures.received = len(received)

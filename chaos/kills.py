@@ -20,7 +20,7 @@ from relay.core import RelayConfig
 from relay.retry import RetryPolicy
 
 RELAY_RETRIES: Final = RetryPolicy(attempts=4, initial_wait_seconds=0.02, max_wait_seconds=0.2)
-RELAY_CONFIG: Final = RelayConfig(parallel_shards=2, claim_batch_size=20)
+RELAY_CONFIG: Final = RelayConfig(parallel_shards=2, batch_size=20)
 """Every faulted relay, in-process or a process of its own, runs with these."""
 
 RELAY_DYNAMODB_FAULTS: Final[dict[str, list[tuple[FaultKind, float]]]] = {

@@ -1,20 +1,22 @@
 """`python -m chaos.mutants` (`./dev mutants`): remove each guard in turn and run the tests that pin it.
 
 A guard is a condition the guarantees rest on: a `ConditionExpression`, a token compare, the idempotency
-hash compare, the relay's status and lease fences (inventory: ADR 0013, "Guard inventory"). Each mutant
-removes one guard (or the two of one transaction) by exact text replacement inside one named function,
-runs the scenario tests named for it (`tests/test_guards.py`) on a copy of the working tree, and must make
-one of them fail on an assertion. The check fails (exit 1) on a survivor and on a mutant that broke its
-tests only by an exception (that proves nothing about the scenario); and (exit 2) when a pattern is not
-found exactly once in its function, when a function writes a condition no mutant touches, or when the
-unmutated copy does not pass: code that moved must be followed here.
+hash compare, the relay's status fence, the shard lease's conditions and its check in every transaction
+the relay writes under it (inventory: ADR 0013, "Guard inventory"). Each mutant removes one guard (or the
+two of one transaction) by exact text replacement inside one named function, runs the scenario tests
+named for it (`tests/test_guards.py`, `tests/test_shard_leases.py`) on a copy of the working tree, and
+must make one of them fail on an assertion. The check fails (exit 1) on a survivor and on a mutant that
+broke its tests only by an exception (that proves nothing about the scenario); and (exit 2) when a
+pattern is not found exactly once in its function, when a function writes a condition no mutant touches,
+or when the unmutated copy does not pass: code that moved must be followed here.
 
 Removing a condition means making it always true, `attribute_not_exists(guard_removed) OR (...)`, rather
 than deleting it: every name and value it uses stays used, so DynamoDB (and moto) take the request, and the
-write behaves exactly as it would with no condition. Deleting the text would leave `:token` unused and fail
+write behaves exactly as it would with no condition. Deleting the text would leave `:ready` unused and fail
 every call with a `ValidationException`, a mutant any test of the path kills without saying anything about
-the guard. A part of an `OR` (the lease expiry, a relay's own token in the claim) is removed by deleting
-it, which narrows the condition instead.
+the guard. A part of an `OR` (the lease's expiry, a resent acquire's own holder token) is made always
+false instead, which narrows the condition. A check that is an action of its own (the lease's
+`ConditionCheck` in a transaction) is removed by leaving the action out.
 
 Nothing in the working tree is modified: mutants are applied to a temporary copy (the files git lists,
 as they are now), pytest runs there with the copy first on `sys.path`, and the copy's modules are checked
@@ -111,9 +113,14 @@ class Mutant:
 
 
 _FINALIZE_MESSAGE = removed(RELAY_TRANSACTIONS, "queue_message_action", "#status = :pending")
-_FINALIZE_ENTRY = removed(RELAY_TRANSACTIONS, "delete_entry_action", "claim_token = :token")
+_FINALIZE_LEASE = Edit(
+    STORE,
+    "OutboxStore.finalize",
+    "items: list[TransactWriteItemTypeDef] = [check]",
+    "items: list[TransactWriteItemTypeDef] = []",
+)
 _POISON_MESSAGE = removed(RELAY_TRANSACTIONS, "fail_message_action", "#status = :pending")
-_POISON_ENTRY = removed(RELAY_TRANSACTIONS, "park_entry_action", "claim_token = :token")
+_POISON_ENTRY = removed(RELAY_TRANSACTIONS, "park_entry_action", "#state = :ready")
 _REQUEUE_MESSAGE = removed(ADMIN_TRANSACTIONS, "requeue_message_action", "#status = :failed")
 _REQUEUE_ENTRY = removed(ADMIN_TRANSACTIONS, "reset_parked_entry_action", "#state = :parked")
 _SKIP_MESSAGE = removed(ADMIN_TRANSACTIONS, "skip_message_action", "#status = :failed")
@@ -139,67 +146,54 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         (Edit(SERVICE, "accept", "!= message.request_hash:", "!= message.request_hash and False:"),),
         ("test_a_replay_with_a_changed_body_is_a_409_and_changes_nothing",),
     ),
-    # -- claim (relay/transactions.py `CLAIM_CONDITION`) --
+    # -- the shard's lease in the relay (relay/core.py, relay/store.py, ADR 0018) --
     Mutant(
-        "claim-entry-exists",
-        "claim: `attribute_exists(message_id)`",
-        (dropped(RELAY_TRANSACTIONS, None, "attribute_exists(message_id) AND "),),
-        ("test_a_claim_of_an_entry_finalized_meanwhile_creates_nothing",),
-        equivalent=(
-            "on a deleted entry `#state = :ready` and `next_attempt_at <= :now` are false too (a missing "
-            "attribute compares false), so the claim is refused with or without it"
-        ),
-    ),
-    Mutant(
-        "claim-entry-ready",
-        "claim: `#state = :ready`",
-        (Edit(RELAY_TRANSACTIONS, None, "#state = :ready AND", f"({ALWAYS} OR #state = :ready) AND"),),
-        ("test_a_claim_from_a_page_read_before_a_poison_is_refused",),
-    ),
-    Mutant(
-        "claim-no-live-claim",
-        "claim: `(attribute_not_exists(claim_token) OR lease_until < :now OR claim_token = :token)`",
+        "relay-renew-refused",
+        "relay: a refused renew stops the shard before the batch's first send",
         (
             Edit(
-                RELAY_TRANSACTIONS,
-                None,
-                "(attribute_not_exists(claim_token) OR",
-                f"({ALWAYS} OR attribute_not_exists(claim_token) OR",
+                CORE,
+                "Relay._renew",
+                'self._lost(shard, worker, "renew refused")\n            return None',
+                'self._lost(shard, worker, "renew refused")',
             ),
         ),
-        ("test_a_claim_is_refused_while_another_relays_claim_is_live",),
+        ("test_a_relay_whose_lease_was_taken_over_sends_nothing_more",),
     ),
     Mutant(
-        "claim-lease-expiry",
-        "claim: `lease_until < :now` (a dead relay's lease ends)",
-        (dropped(RELAY_TRANSACTIONS, None, "lease_until < :now OR "),),
-        ("test_a_claim_takes_an_entry_whose_lease_ran_out",),
-    ),
-    Mutant(
-        "claim-own-token",
-        "claim: `claim_token = :token` (a resent claim is ours)",
-        (Edit(RELAY_TRANSACTIONS, None, " OR claim_token = :token)", ")"),),
-        ("test_a_resent_claim_with_the_same_token_is_still_ours",),
-    ),
-    Mutant(
-        "claim-due",
-        "claim: `next_attempt_at <= :now` (backoff)",
+        "relay-post-release-read",
+        "relay: after releasing, the shard is read once more (no lost wake-up)",
         (
             Edit(
-                RELAY_TRANSACTIONS,
-                None,
-                '"next_attempt_at <= :now"',
-                f'"({ALWAYS} OR next_attempt_at <= :now)"',
+                CORE,
+                "Relay._drain_shard",
+                "if not self.store.holds_unseen_due(",
+                "if True or not self.store.holds_unseen_due(",
             ),
         ),
-        ("test_a_claim_from_a_page_read_before_a_rollback_waits_for_the_backoff",),
+        ("test_an_entry_written_while_another_relay_holds_the_shard_leaves_in_the_holders_invocation",),
+    ),
+    Mutant(
+        "finalize-lease-check",
+        "finalize: the lease's `ConditionCheck` (action 0)",
+        (_FINALIZE_LEASE,),
+        ("test_a_stale_finalize_after_a_requeue_changes_nothing",),
+    ),
+    Mutant(
+        "fenced-lease-check",
+        "rollback, poison and entry deletes: the lease's `ConditionCheck` (action 0)",
+        (Edit(STORE, "OutboxStore._fenced", "self._transact([check, *items])", "self._transact([*items])"),),
+        (
+            "test_a_rollback_or_poison_by_a_relay_that_lost_its_lease_writes_nothing",
+            "test_a_stale_finalize_after_another_relay_poisoned_changes_nothing",
+        ),
     ),
     # -- the relay's status fence (relay/core.py) --
     Mutant(
         "load-status-fence",
         "relay: a fetched message not PENDING is not sent",
         (Edit(CORE, "Relay._load", 'item["status"]["S"] != Status.PENDING', "False"),),
-        ("test_a_claimed_entry_whose_message_moved_on_is_dropped_unsent",),
+        ("test_an_entry_whose_message_moved_on_before_the_load_is_dropped_unsent",),
     ),
     # -- the lease as a fence on sending (relay/sender.py) --
     Mutant(
@@ -221,7 +215,7 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         ),
         ("test_a_send_retry_never_starts_past_the_lease",),
     ),
-    # -- finalize and delete_entry --
+    # -- finalize --
     Mutant(
         "finalize-message-pending",
         "finalize: message `#status = :pending`",
@@ -229,74 +223,17 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         ("test_a_message_moved_on_during_the_send_is_not_flipped_back",),
     ),
     Mutant(
-        "finalize-entry-token",
-        "finalize: entry delete `claim_token = :token`",
-        (_FINALIZE_ENTRY,),
-        (
-            "test_a_stale_finalize_is_refused_while_another_relay_holds_the_claim",
-            "test_a_stale_finalize_after_a_requeue_changes_nothing",
-        ),
-    ),
-    Mutant(
         "finalize-both",
-        "finalize: both conditions",
-        (_FINALIZE_MESSAGE, _FINALIZE_ENTRY),
+        "finalize: message `#status = :pending` and the lease's check",
+        (_FINALIZE_MESSAGE, _FINALIZE_LEASE),
         ("test_a_stale_finalize_after_another_relay_poisoned_changes_nothing",),
     ),
+    # -- rollback --
     Mutant(
-        "delete-entry-token",
-        "delete_entry: `claim_token = :token`",
-        (removed(STORE, "OutboxStore.delete_entry", "claim_token = :token"),),
-        ("test_a_stale_finalize_after_another_relay_poisoned_changes_nothing",),
-    ),
-    # -- release --
-    Mutant(
-        "release-token",
-        "release: `claim_token = :token`",
-        (removed(STORE, "OutboxStore.release", "claim_token = :token"),),
-        (
-            "test_a_stale_release_is_refused_while_another_relay_holds_the_claim",
-            "test_a_release_after_another_relays_finalize_creates_no_entry",
-        ),
-    ),
-    Mutant(
-        "release-unstamp-token",
-        "release (unstamping): `claim_token = :token`",
-        (
-            Edit(
-                STORE,
-                "OutboxStore.release",
-                '"claim_token = :token AND first_send_at = :claimed_at"',
-                f'"({ALWAYS} OR claim_token = :token) AND first_send_at = :claimed_at"',
-            ),
-        ),
-        ("test_a_stale_release_is_refused_while_another_relay_holds_the_claim",),
-    ),
-    Mutant(
-        "release-unstamp-own-stamp",
-        "release (unstamping): `first_send_at = :claimed_at`",
-        (
-            Edit(
-                STORE,
-                "OutboxStore.release",
-                '"claim_token = :token AND first_send_at = :claimed_at"',
-                f'"claim_token = :token AND ({ALWAYS} OR first_send_at = :claimed_at)"',
-            ),
-        ),
-        ("test_a_hold_back_keeps_the_first_send_stamp_of_an_earlier_claim",),
-    ),
-    Mutant(
-        "release-unstamp-claim-compare",
-        "release (unstamping): refused only on the stamp, is the claim still ours? (token compare)",
-        (
-            Edit(
-                STORE,
-                "OutboxStore._update_entry",
-                'old.get("claim_token", {}).get("S") == values[":token"]["S"]',
-                "False",
-            ),
-        ),
-        ("test_a_hold_back_keeps_the_first_send_stamp_of_an_earlier_claim",),
+        "rollback-entry-ready",
+        "rollback: entry `#state = :ready` (never a half entry)",
+        (removed(RELAY_TRANSACTIONS, "roll_back_entry_action", "#state = :ready"),),
+        ("test_a_rollback_or_poison_after_an_older_relay_finalized_creates_no_entry",),
     ),
     # -- poison --
     Mutant(
@@ -306,35 +243,16 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         ("test_a_poison_never_fails_a_message_moved_on_by_someone_else",),
     ),
     Mutant(
-        "poison-entry-token",
-        "poison: entry `claim_token = :token`",
+        "poison-entry-ready",
+        "poison: entry `#state = :ready` (never a half parked entry)",
         (_POISON_ENTRY,),
-        ("test_a_stale_poison_is_refused_while_another_relay_holds_the_claim",),
-    ),
-    Mutant(
-        "poison-unstamp-own-stamp",
-        "poison (unstamping): `first_send_at = :claimed_at`",
-        (
-            Edit(
-                RELAY_TRANSACTIONS,
-                "park_entry_action",
-                '" AND first_send_at = :claimed_at"',
-                f'" AND ({ALWAYS} OR first_send_at = :claimed_at)"',
-            ),
-        ),
-        ("test_a_poison_keeps_the_first_send_stamp_of_an_earlier_claim",),
-    ),
-    Mutant(
-        "poison-unstamp-claim-compare",
-        "poison (unstamping): refused only on the stamp, is the claim still ours? (token compare)",
-        (Edit(STORE, "OutboxStore._poison", 'old_entry.get("claim_token", {}).get("S") == token', "False"),),
-        ("test_a_poison_keeps_the_first_send_stamp_of_an_earlier_claim",),
+        ("test_a_poison_of_an_entry_removed_by_hand_writes_nothing",),
     ),
     Mutant(
         "poison-both",
         "poison: both conditions",
         (_POISON_MESSAGE, _POISON_ENTRY),
-        ("test_a_stale_poison_after_another_relays_finalize_changes_nothing",),
+        ("test_a_rollback_or_poison_after_an_older_relay_finalized_creates_no_entry",),
     ),
     # -- requeue and skip (outbox/ops/admin.py) --
     Mutant(
@@ -353,7 +271,7 @@ MUTANTS: Final[tuple[Mutant, ...]] = (
         "requeue-both",
         "requeue: both conditions",
         (_REQUEUE_MESSAGE, _REQUEUE_ENTRY),
-        ("test_a_requeue_racing_another_requeue_leaves_the_relays_claim_alone",),
+        ("test_a_requeue_racing_another_requeue_and_the_relays_delivery_is_refused",),
     ),
     Mutant(
         "ttl-clear-status",
@@ -765,8 +683,6 @@ CONDITION_MODULES: Final = ("outbox", "relay")
 test tooling: not scanned)."""
 NOT_SCANNED: Final = ("outbox/local/", "outbox/testing/")
 CONDITIONS_HELD_ELSEWHERE: Final = {
-    (RELAY_TRANSACTIONS, "claim_action"): "its condition is the module's `CLAIM_CONDITION`",
-    (STORE, "OutboxStore._update_entry"): "`OutboxStore.release` passes it the conditions",
     (LEASES, "ShardLeases._fenced_update"): "`ShardLeases.renew` and `ShardLeases.release` pass it theirs",
 }
 """Functions that send a condition written somewhere else, and where (that place has the mutants)."""

@@ -1,9 +1,12 @@
 """The relay: move outbox entries to SQS, then mark their messages QUEUED (docs/design.md §4).
 
-Per shard, oldest entry first: claim a batch under a lease, fetch the payloads, send, and finalize each
-accepted message (PENDING→QUEUED + entry deleted, one transaction). What was not accepted is rolled back
-with backoff, poisoned, or held back to keep a FIFO group in order. Shards are worked in parallel and all
-workers are joined before `run` returns.
+Per shard (ADR 0018): acquire the shard's fenced lease (refused: another relay drains it, skip it); then,
+oldest entry first, batch by batch: renew the lease with the batch's watermark, fetch the payloads, send,
+and finalize the accepted messages (the lease's `ConditionCheck`, then PENDING→QUEUED + entry deleted per
+message, one transaction). What was not accepted is rolled back with backoff or poisoned (each behind the
+lease's check too), or left for the next pass to keep a FIFO group in order. The lease is released when
+the shard is done, and the shard read once more, so that an entry whose doorbell found the lease held is
+not left behind. Shards are worked in parallel and all workers are joined before `run` returns.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,7 +27,16 @@ from outbox.core.clients import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from outbox.core.domain import EntryState, Status, epoch_millis, time_ordered_id_millis
 from relay.clock import Clock, SystemClock
 from relay.entries import Entry, RunSummary
-from relay.policy import FifoGate, Settle, Settlement, hold, judge_resend, retry_at_ms, settle_unsent
+from relay.leases import LeaseLost, ShardLease, ShardLeases
+from relay.policy import (
+    FifoGate,
+    Settle,
+    Settlement,
+    first_send_time,
+    judge_resend,
+    retry_at_ms,
+    settle_unsent,
+)
 from relay.retry import RetryPolicy
 from relay.sender import Outcome, Outgoing, Sender, SendResult
 from relay.store import FinalizeResult, OutboxStore, ReadsUnprocessed, TransactionCancelled
@@ -40,33 +52,39 @@ _AWS_ERRORS: Final = (BotoCoreError, ClientError, TransactionCancelled, ReadsUnp
 SEND_CALL_SECONDS: Final = float(CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS + 1)
 """The longest one SendMessageBatch attempt takes before botocore gives up on it (connect + read timeout),
 plus a second for the clocks of two relays to disagree."""
+BATCH_SIZE: Final = 49
+"""Entries sent and finalized together: the lease's check and 2 actions x 49 fill a finalize transaction
+(99 of DynamoDB's 100 actions)."""
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
-    claim_batch_size: int = 50
-    """Entries claimed, sent and finalized together: 50 messages fill a 100-action finalize transaction."""
-    page_size: int = 250
-    """Entries per `Query`: five claim batches (35 KB of 139-byte entries, 9 read units)."""
+    batch_size: int = BATCH_SIZE
+    """Entries sent and finalized together, under one renew of the shard's lease (at most `BATCH_SIZE`)."""
+    page_size: int = 5 * BATCH_SIZE
+    """Entries per `Query`: five batches (34 KB of 139-byte entries, 9 read units)."""
     parallel_shards: int = 4
     batch_margin_seconds: float = 3.0
-    """A claim batch starts only with at least this much time before the deadline."""
+    """A batch starts only with at least this much time before the deadline."""
     send_margin_seconds: float = SEND_CALL_SECONDS
-    """An SQS call starts only while the batch's lease has at least this much left, so that no call is
-    still sending when another relay may claim the same entries (ADR 0005)."""
+    """An SQS call starts only while the shard's lease has at least this much left since its last renew,
+    so that no call is still sending when another relay may take the shard over (ADR 0005, ADR 0018)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= BATCH_SIZE:
+            raise ValueError(
+                f"batch_size must be 1..{BATCH_SIZE}: a finalize holds the lease check + 2 per entry"
+            )
 
 
 @dataclass
 class _Worker:
-    """What one worker carries through a run: the summary it adds to, the entries read but not yet
-    claimed, and the FIFO groups blocked this run.
-
-    One set of blocked groups serves many shards: a group lives in exactly one shard. Entries of one group
-    come from one shard, in order, and stay in that order however workers' leftovers are joined."""
+    """What one worker carries through a run: the summary it adds to, and the FIFO groups blocked this run
+    (a group lives in exactly one shard, so one set serves every shard of the worker)."""
 
     deadline: float
     summary: RunSummary = field(default_factory=RunSummary)
-    pending: list[Entry] = field(default_factory=list)
     blocked: set[str] = field(default_factory=set)
 
     def fault(self, message: str) -> None:
@@ -75,23 +93,36 @@ class _Worker:
         self.summary.errors.append(message)
 
     def count_retry(self) -> None:
-        """tenacity's hook: another attempt of a claim or a finalize is starting."""
+        """tenacity's hook: another attempt of a lease write, a finalize or a settlement is starting."""
         self.summary.retries += 1
 
 
+@dataclass
+class _Shard:
+    """One acquisition of a shard's lease, and what the passes over the shard in this run saw."""
+
+    name: str
+    lease: ShardLease
+    seen: set[str]
+    """Entry ids read by this run's passes over the shard: the read after the release looks for others."""
+    keep: bool = False
+    """Do not release: a write under the lease failed with the lease lost or its outcome unknown, so its
+    watermark must stay for the next holder to count the resends (the lease expires instead)."""
+
+
 @dataclass(frozen=True, slots=True)
-class _Lease:
-    """One claim batch's lease: the token its writes are fenced by, and the time it leaves."""
+class _Window:
+    """One batch's time: the lease as renewed for it, and the run's deadline."""
 
     clock: Clock
-    token: str
-    claimed_at_ms: int
-    """Epoch milliseconds of the claim: the entries' `first_send_at` when this claim set it."""
-    lease_until_ms: int
+    renewed_at_ms: int
+    """Epoch milliseconds of the batch's renew: its `sending_since`, and the `first_send_at` a rollback of
+    a send that may have reached SQS stamps."""
     started: float
     deadline: float
     """The run's deadline (`clock.monotonic()`)."""
     lease_deadline: float
+    """When the renewed lease ends (`clock.monotonic()`), measured from before the renew was sent."""
     send_margin_seconds: float
 
     def seconds_left(self) -> float:
@@ -127,6 +158,9 @@ class Relay:
             outbox_table=settings.outbox_table,
             retention_days=settings.retention_days,
         )
+        self.leases = ShardLeases(
+            dynamodb, outbox_table=settings.outbox_table, lease_seconds=settings.lease_seconds
+        )
         self._sender = Sender(sqs, settings.queue_url, retry_policy=self._retry, fifo=settings.fifo)
 
     def run(self, deadline: float, shards: Collection[str] | None = None) -> RunSummary:
@@ -134,7 +168,8 @@ class Relay:
 
         `shards`: only these shards (a doorbell names the shards its stream records came from); by
         default every shard, as the scheduled sweep does. A name that is not a shard of this outbox is
-        ignored: the stream of a table with more shards than the settings say still only wakes ours."""
+        ignored: the stream of a table with more shards than the settings say still only wakes ours (and
+        a lease's own partition, `lease#n`, is no shard)."""
         count = self._settings.outbox_shards
         start = self._rng.randrange(count)  # overlapping runs start on different shards, not on each other
         order = [str((start + offset) % count) for offset in range(count)]
@@ -148,31 +183,24 @@ class Relay:
                 return next(queue, None)
 
         summary = RunSummary()
-        leftovers = _Worker(deadline, summary)
         workers = max(1, min(len(order), self._config.parallel_shards))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relay-shard") as pool:
             for worker in pool.map(lambda _: self._work(next_shard, deadline), range(workers)):
                 summary.merge(worker.summary)
-                leftovers.pending.extend(worker.pending)
-                leftovers.blocked |= worker.blocked
-        if leftovers.pending:
-            self._guarded("carried entries", leftovers, partial(self._flush, leftovers))
         return summary
 
     # -- one worker --------------------------------------------------------------------------------
 
     def _work(self, next_shard: Callable[[], str | None], deadline: float) -> _Worker:
-        """Drain shards one after another. Entries left over at the end of a shard (fewer than a claim
-        batch) are carried into the next shard's batches rather than claimed alone, and what is left when
-        the shards run out goes back to `run`, which claims every worker's rest together: a run pays for
-        one partial batch, not one per shard (ADR 0012)."""
+        """Drain shards one after another, each under its own lease; a shard's batches are its own
+        (ADR 0018: the carry of ADR 0012 would mix leases in one finalize)."""
         worker = _Worker(deadline)
         while (shard := next_shard()) is not None:
             self._guarded(f"shard {shard}", worker, partial(self._drain_shard, shard, worker))
         return worker
 
     def _guarded(self, what: str, worker: _Worker, step: Callable[[], None]) -> None:
-        """Run one step; an AWS error stops only it (its unclaimed entries wait for the next run)."""
+        """Run one step; an AWS error stops only it (what it left waits for the next run)."""
         try:
             step()
         except _AWS_ERRORS as exc:
@@ -180,13 +208,87 @@ class Relay:
             worker.fault(f"{what}: {_describe(exc)}")
             logger.warning("relay step stopped", step=what, error=_describe(exc))
 
-    def _drain_shard(self, shard: str, worker: _Worker) -> None:
+    # -- one shard: its lease ----------------------------------------------------------------------
+
+    def _drain_shard(self, name: str, worker: _Worker) -> None:
+        """Acquire the shard's lease, drain the shard, release it; then read the shard once more: an entry
+        written while this relay held the lease (its doorbell's acquire was refused) and not seen yet makes
+        it acquire again (no lost wake-up, ADR 0018). Bounded by the run's deadline."""
+        seen: set[str] = set()
+        while not self._out_of_time(worker):
+            lease = self._acquire(name, worker)
+            if lease is None:
+                worker.summary.shards_busy += 1
+                return
+            shard = _Shard(name, lease, seen)
+            try:
+                self._drain_under_lease(shard, worker)
+            except _AWS_ERRORS:
+                self._release(shard, worker)  # whatever was sent under it is finalized or settled
+                raise
+            if shard.keep or not self._release(shard, worker) or self._out_of_time(worker):
+                return
+            now_ms = epoch_millis(self._clock.now())
+            if not self.store.holds_unseen_due(name, seen, now_ms=now_ms, limit=self._config.page_size):
+                return
+
+    def _acquire(self, shard: str, worker: _Worker) -> ShardLease | None:
+        """The shard's lease for a new holder token, or None: another relay holds it. A try resent after a
+        transient error keeps the token, so an acquire applied before its response was lost is ours."""
+        holder = str(uuid.uuid4())
+        return self._retried(
+            worker,
+            lambda: self.leases.acquire(shard, holder=holder, now_ms=epoch_millis(self._clock.now())),
+            budget_seconds=worker.deadline - self._clock.monotonic(),
+        )
+
+    def _release(self, shard: _Shard, worker: _Worker) -> bool:
+        """Give the lease up unless a write under it failed (`keep`). False when there was nothing to give
+        up (taken over meanwhile) or the release itself failed (it expires then)."""
+        if shard.keep:
+            return False
+        try:
+            return self._retried(
+                worker,
+                lambda: self.leases.release(shard.lease),
+                budget_seconds=self._lease_seconds_left(shard),
+            )
+        except _AWS_ERRORS as exc:
+            worker.fault(f"shard {shard.name}: lease not released: {_describe(exc)}")
+            return False
+
+    def _lease_seconds_left(self, shard: _Shard) -> float:
+        return (shard.lease.lease_until_ms - epoch_millis(self._clock.now())) / 1000 - 1.0
+
+    def _retried(self, worker: _Worker, call: Callable[[], _T], *, budget_seconds: float) -> _T:
+        """`call` again on a transient AWS error (never on `LeaseLost`: a refusal is an answer)."""
+        retrying = self._retry.retrying(
+            budget_seconds=budget_seconds, retry_on=_AWS_ERRORS, before_retry=worker.count_retry
+        )
+        result: _T = retrying(call)
+        return result
+
+    def _lost(self, shard: _Shard, worker: _Worker, what: str) -> None:
+        """The lease is no longer ours (or may not be): stop the shard and leave the lease to expire."""
+        shard.keep = True
+        worker.summary.leases_lost += 1
+        worker.summary.drained = False
+        worker.summary.errors.append(f"shard {shard.name}: lease lost ({what})")
+        logger.warning("shard lease lost", shard=shard.name, during=what)
+
+    # -- one shard: its entries --------------------------------------------------------------------
+
+    def _drain_under_lease(self, shard: _Shard, worker: _Worker) -> None:
+        """Page through the shard oldest first and send what is due, batch by batch. Returns when the
+        shard is drained, the run's time is up, or the lease is lost (`shard.keep`)."""
         start_key: dict[str, Any] | None = None
+        pending: list[Entry] = []
         first_page = True
         while True:
             if self._out_of_time(worker):
                 return
-            page, start_key = self.store.query_page(shard, start_key, limit=self._config.page_size)
+            page, start_key = self.store.query_page(shard.name, start_key, limit=self._config.page_size)
+            shard.seen.update(entry.entry_id for entry in page)
             now_ms = epoch_millis(self._clock.now())
             if first_page:
                 worker.summary.oldest_pending_age_seconds = max(
@@ -194,122 +296,131 @@ class Relay:
                 )
                 first_page = False
             admission = self._gate.admit(page, now_ms=now_ms, blocked=worker.blocked)
-            worker.pending.extend(admission.entries)
+            pending.extend(admission.entries)
             worker.blocked |= admission.blocks
-            while len(worker.pending) >= self._config.claim_batch_size:
-                if not self._take_batch(worker):
+            last_page = start_key is None
+            while pending and (len(pending) >= self._config.batch_size or last_page):
+                size = self._config.batch_size
+                chunk, pending[:] = pending[:size], pending[size:]
+                if not self._take_batch(chunk, shard, worker):
                     return
-            if start_key is None:
-                return
-
-    def _flush(self, worker: _Worker) -> None:
-        while worker.pending:
-            if not self._take_batch(worker):
+            if last_page:
                 return
 
     def _out_of_time(self, worker: _Worker) -> bool:
-        """Too close to the deadline for another page or batch: drop what is carried (nothing of it is
-        claimed; the next run reads it again) and say the outbox was not drained."""
+        """Too close to the deadline for another page or batch: what is left waits for the next run (none
+        of it was written), and the outbox was not drained."""
         if worker.deadline - self._clock.monotonic() >= self._config.batch_margin_seconds:
             return False
         worker.summary.drained = False
-        worker.pending.clear()
         return True
 
-    def _take_batch(self, worker: _Worker) -> bool:
-        """Process the next claim batch from the carry; False when the deadline leaves no time for it."""
+    def _take_batch(self, chunk: list[Entry], shard: _Shard, worker: _Worker) -> bool:
+        """Process one batch of the shard; False when the shard must stop (deadline, lease lost)."""
         if self._out_of_time(worker):
             return False
-        size = self._config.claim_batch_size
-        chunk, worker.pending[:] = worker.pending[:size], worker.pending[size:]
         batch = [entry for entry in chunk if not self._gate.holds_back(entry, worker.blocked)]
         if not batch:
             return True
         try:
-            self._process_batch(batch, worker)
+            return self._process_batch(batch, shard, worker)
         except BaseException:
-            # The batch stopped part way (its entries may stay claimed until their lease runs out); the
-            # carry goes on into other shards' batches, so its groups' later entries must wait too.
+            # The batch stopped part way: its groups' later entries must wait for the next run.
             worker.blocked |= self._gate.blocked_groups(batch)
             raise
-        return True
 
-    # -- one claim batch ---------------------------------------------------------------------------
+    # -- one batch ---------------------------------------------------------------------------------
 
-    def _process_batch(self, batch: list[Entry], worker: _Worker) -> None:
-        """Claim, load, send, finalize what SQS accepted, and settle the rest."""
-        lease = self._new_lease(worker.deadline)
-        claimed, refused = self._claim(batch, lease, worker)
-        worker.summary.claims_lost += len(refused)
-        sorted_batch = self._gate.sort_claimed(
-            batch,
-            claimed={entry.entry_id for entry in claimed},
-            refused={entry.entry_id for entry in refused},
-            blocked=worker.blocked,
-        )
-        worker.blocked |= sorted_batch.blocks
-        for entry in sorted_batch.to_release:
-            self._hold(entry, hold(entry, claimed_at_ms=lease.claimed_at_ms), lease, worker)
-        results = self._send(self._load(sorted_batch.to_send, lease, worker), lease, worker)
-        self._finalize([result for result in results if result.outcome is Outcome.ACCEPTED], lease, worker)
+    def _process_batch(self, batch: list[Entry], shard: _Shard, worker: _Worker) -> bool:
+        """Renew the lease with the batch's watermark, load, send, finalize what SQS accepted, and settle
+        the rest. False when the shard must stop (the lease lost, or a write under it undecided)."""
+        window = self._renew(shard, batch[-1].entry_id, worker)
+        if window is None:
+            return False
+        outgoing = self._load(batch, shard, window, worker)
+        if outgoing is None:
+            return False
+        results = self._send(outgoing, shard, window, worker)
+        accepted = [result for result in results if result.outcome is Outcome.ACCEPTED]
         unsent = [result for result in results if result.outcome is not Outcome.ACCEPTED]
         worker.blocked |= self._gate.blocked_groups(result.outgoing.entry for result in unsent)
-        for result in unsent:
-            self._settle_unsent(result, lease, worker)
+        finalized = self._finalize(accepted, shard, window, worker)
+        if finalized:
+            for result in unsent:
+                if not self._settle_unsent(result, shard, window, worker):
+                    break
         worker.summary.batches += 1
-        worker.summary.batch_seconds_total += self._clock.monotonic() - lease.started
+        worker.summary.batch_seconds_total += self._clock.monotonic() - window.started
+        return finalized and not shard.keep
 
-    def _new_lease(self, deadline: float) -> _Lease:
+    def _renew(self, shard: _Shard, sending_upto: str, worker: _Worker) -> _Window | None:
+        """Extend the lease and record the batch's watermark before its first send; None (nothing of the
+        batch may be sent) when the lease is no longer ours. The send window is measured from before the
+        renew was sent, so it never outlasts the lease DynamoDB holds."""
         started = self._clock.monotonic()
-        token = str(uuid.uuid4())
-        claimed_at_ms = epoch_millis(self._clock.now())
-        return _Lease(
+        renewed_at_ms = epoch_millis(self._clock.now())
+        try:
+            shard.lease = self._retried(
+                worker,
+                lambda: self.leases.renew(shard.lease, now_ms=renewed_at_ms, sending_upto=sending_upto),
+                budget_seconds=self._lease_seconds_left(shard),
+            )
+        except LeaseLost:
+            self._lost(shard, worker, "renew refused")
+            return None
+        return _Window(
             clock=self._clock,
-            token=token,
-            claimed_at_ms=claimed_at_ms,
-            lease_until_ms=claimed_at_ms + self._settings.lease_seconds * 1000,
+            renewed_at_ms=renewed_at_ms,
             started=started,
-            deadline=deadline,
+            deadline=worker.deadline,
             lease_deadline=started + self._settings.lease_seconds,
             send_margin_seconds=self._config.send_margin_seconds,
         )
 
-    def _claim(self, batch: list[Entry], lease: _Lease, worker: _Worker) -> tuple[list[Entry], list[Entry]]:
-        retrying = self._retry.retrying(
-            budget_seconds=lease.seconds_left(), retry_on=_AWS_ERRORS, before_retry=worker.count_retry
-        )
-        return retrying(
-            self.store.claim,
-            batch,
-            token=lease.token,
-            now_ms=lease.claimed_at_ms,
-            lease_until_ms=lease.lease_until_ms,
-        )
-
-    def _load(self, entries: Sequence[Entry], lease: _Lease, worker: _Worker) -> list[Outgoing]:
-        """Payloads for the claimed entries. A message already moved on (or gone) takes its entry with it."""
-        if not entries:
-            return []
+    def _load(
+        self, entries: Sequence[Entry], shard: _Shard, window: _Window, worker: _Worker
+    ) -> list[Outgoing] | None:
+        """Payloads for the batch. A message already moved on (or gone) takes its entry with it, in one
+        transaction behind the lease's check; None when that check failed (the lease is lost)."""
         messages = self.store.fetch_messages(
-            [entry.message_id for entry in entries], seconds_left=lease.seconds_left
+            [entry.message_id for entry in entries], seconds_left=window.seconds_left
         )
         outgoing: list[Outgoing] = []
+        dropped: list[Entry] = []
         for entry in entries:
             item = messages.get(entry.message_id)
             if item is None:
                 worker.fault(f"message {entry.message_id} missing: entry removed")
                 logger.error("message missing for outbox entry", message_id=entry.message_id)
-                self.store.delete_entry(entry, token=lease.token)
-                continue
-            if item["status"]["S"] != Status.PENDING:
+                dropped.append(entry)
+            elif item["status"]["S"] != Status.PENDING:
                 worker.summary.stale += 1
-                self.store.delete_entry(entry, token=lease.token)
-                continue
-            outgoing.append(_outgoing(entry, item))
+                dropped.append(entry)
+            else:
+                outgoing.append(_outgoing(entry, item))
+        if not self._delete_entries(dropped, shard, window, worker):
+            return None
         return outgoing
 
-    def _send(self, outgoing: list[Outgoing], lease: _Lease, worker: _Worker) -> list[SendResult]:
-        results, stats = self._sender.send(outgoing, deadline=lease.send_window)
+    def _delete_entries(self, entries: list[Entry], shard: _Shard, window: _Window, worker: _Worker) -> bool:
+        """Delete entries whose message moved on or is gone, fenced by the lease; False if it was lost."""
+        if not entries:
+            return True
+        try:
+            self._retried(
+                worker,
+                lambda: self.store.delete_entries(entries, check=self.leases.check_action(shard.lease)),
+                budget_seconds=window.seconds_left(),
+            )
+        except LeaseLost:
+            self._lost(shard, worker, "entry delete refused")
+            return False
+        return True
+
+    def _send(
+        self, outgoing: list[Outgoing], shard: _Shard, window: _Window, worker: _Worker
+    ) -> list[SendResult]:
+        results, stats = self._sender.send(outgoing, deadline=window.send_window)
         summary = worker.summary
         summary.retries += stats.retries
         summary.relay_errors += stats.splits
@@ -320,12 +431,14 @@ class Relay:
         now_ms = epoch_millis(self._clock.now())
         for result in results:
             if result.maybe_sent:
-                self._note_resend(result.outgoing.entry, now_ms, worker)
+                self._note_resend(result.outgoing.entry, shard, now_ms, worker)
         return results
 
-    def _note_resend(self, entry: Entry, now_ms: int, worker: _Worker) -> None:
-        """Count a send (or maybe a send) that an earlier claim may already have made (`judge_resend`)."""
-        resend = judge_resend(entry.first_send_at, now_ms=now_ms, fifo=self._settings.fifo)
+    def _note_resend(self, entry: Entry, shard: _Shard, now_ms: int, worker: _Worker) -> None:
+        """Count a send (or maybe a send) that an earlier relay may already have made: the entry's own
+        stamp, or the watermark of a lease taken over (`first_send_time`, `judge_resend`)."""
+        first_send_at = first_send_time(entry, shard.lease.taken_over)
+        resend = judge_resend(first_send_at, now_ms=now_ms, fifo=self._settings.fifo)
         if resend.duplicate_possible:
             worker.summary.duplicates_possible += 1
         if resend.after_window:
@@ -336,84 +449,120 @@ class Relay:
                 late_by_seconds=round(resend.late_by_ms / 1000, 1),
             )
 
-    def _finalize(self, accepted: list[SendResult], lease: _Lease, worker: _Worker) -> None:
-        """Mark the accepted messages QUEUED and delete their entries; the undecided ones of a cancelled
-        transaction are finalized again, as a failed call is."""
+    def _finalize(self, accepted: list[SendResult], shard: _Shard, window: _Window, worker: _Worker) -> bool:
+        """Mark the accepted messages QUEUED and delete their entries behind the lease's check; the
+        undecided ones of a cancelled transaction are finalized again, as a failed call is. False (stop
+        the shard, keep the lease's watermark) when the lease was lost or the outcome stayed unknown."""
         pending = [(result.outgoing.entry, result.sqs_message_id or "") for result in accepted]
         if not pending:
-            return
+            return True
 
         def attempt() -> list[tuple[Entry, str]]:
             nonlocal pending
-            outcome = self.store.finalize(pending, token=lease.token, now=self._clock.now())
-            self._record_finalize(outcome, lease, worker)
+            check = self.leases.check_action(shard.lease)
+            outcome = self.store.finalize(pending, check=check, now=self._clock.now())
+            if outcome.lease_lost:
+                raise LeaseLost(f"shard {shard.name}: finalize refused by the lease's check")
             retry_ids = {entry.entry_id for entry in outcome.retry}
             pending = [pair for pair in pending if pair[0].entry_id in retry_ids]
+            self._record_finalize(outcome, shard, worker)
             return pending
 
         retrying = self._retry.retrying(
-            budget_seconds=lease.seconds_left(),
+            budget_seconds=window.seconds_left(),
             retry_on=_AWS_ERRORS,
             retry_while=bool,
             before_retry=worker.count_retry,
         )
         try:
             retrying(attempt)
+        except LeaseLost:
+            self._finalize_failed(pending, "the shard's lease was lost", worker)
+            self._lost(shard, worker, "finalize refused")
+            return False
         except _AWS_ERRORS as exc:
             self._finalize_failed(pending, _describe(exc), worker)
-            return
+            shard.keep = True
+            return False
         if pending:
             self._finalize_failed(pending, "still undecided when the retries ran out", worker)
+            shard.keep = True
+            return False
+        return True
 
     def _finalize_failed(self, pending: list[tuple[Entry, str]], reason: str, worker: _Worker) -> None:
-        """Sent but not finalized: the lease expires and a later run resends with the same message_id."""
+        """Sent but not finalized: the lease expires with its watermark, and the next holder resends with
+        the same message_id, counting the resends (ADR 0009, ADR 0018)."""
         worker.summary.finalize_failed += len(pending)
         worker.summary.drained = False
         worker.summary.errors.append(f"finalize failed for {len(pending)} message(s): {reason}")
         logger.warning(
-            "finalize failed; entries will be resent after their lease",
+            "finalize failed; entries will be resent by the lease's next holder",
             message_ids=[entry.message_id for entry, _ in pending],
             error=reason,
         )
 
-    def _record_finalize(self, outcome: FinalizeResult, lease: _Lease, worker: _Worker) -> None:
+    def _record_finalize(self, outcome: FinalizeResult, shard: _Shard, worker: _Worker) -> None:
         worker.summary.sent += len(outcome.done) + len(outcome.already_moved)
-        for entry in outcome.already_moved:
-            self.store.delete_entry(entry, token=lease.token)
         for entry in outcome.missing:
             worker.fault(f"message {entry.message_id} missing at finalize: entry removed")
             logger.error("message missing at finalize", message_id=entry.message_id)
-            self.store.delete_entry(entry, token=lease.token)
-        worker.summary.claims_lost += len(outcome.claim_lost)
+        self.store.delete_entries(
+            [*outcome.already_moved, *outcome.missing], check=self.leases.check_action(shard.lease)
+        )
 
     # -- what was not sent -------------------------------------------------------------------------
 
-    def _settle_unsent(self, result: SendResult, lease: _Lease, worker: _Worker) -> None:
-        """Carry out `settle_unsent`'s decision for an entry whose send was not accepted."""
+    def _settle_unsent(self, result: SendResult, shard: _Shard, window: _Window, worker: _Worker) -> bool:
+        """Carry out `settle_unsent`'s decision for an entry whose send was not accepted. False (stop the
+        shard, keep the lease's watermark) when the lease was lost or the write's outcome is unknown."""
         entry = result.outgoing.entry
-        settlement = settle_unsent(
-            result, claimed_at_ms=lease.claimed_at_ms, max_attempts=self._settings.max_attempts
-        )
+        settlement = settle_unsent(result, max_attempts=self._settings.max_attempts)
         if settlement.action is Settle.HOLD:
-            self._hold(entry, settlement, lease, worker)
-            return
+            worker.summary.held_back += 1  # nothing to write: the entry stays READY for the next pass
+            return True
+        sent_at_ms = window.renewed_at_ms if settlement.maybe_sent else None
         try:
             if settlement.action is Settle.POISON:
-                self._poison(entry, settlement, lease, worker)
+                self._poison(
+                    entry, settlement, sent_at_ms=sent_at_ms, shard=shard, window=window, worker=worker
+                )
             else:
-                self._roll_back(result, settlement, lease, worker)
-        except _AWS_ERRORS as exc:  # the lease runs out and the entry is tried again: nothing is lost
+                self._roll_back(
+                    result, settlement, sent_at_ms=sent_at_ms, shard=shard, window=window, worker=worker
+                )
+        except LeaseLost:
+            self._lost(shard, worker, f"settlement of {entry.message_id} refused")
+            return False
+        except _AWS_ERRORS as exc:  # its outcome unknown: the watermark stays, the next holder counts it
             worker.fault(f"could not settle {entry.message_id}: {_describe(exc)}")
+            shard.keep = True
+            return False
+        return True
 
-    def _poison(self, entry: Entry, settlement: Settlement, lease: _Lease, worker: _Worker) -> None:
-        if self.store.poison(
-            entry,
-            token=lease.token,
-            attempts=settlement.attempts,
-            error=settlement.error,
-            now=self._clock.now(),
-            unstamp_claimed_at_ms=settlement.unstamp_claimed_at_ms,
-        ):
+    def _poison(
+        self,
+        entry: Entry,
+        settlement: Settlement,
+        *,
+        sent_at_ms: int | None,
+        shard: _Shard,
+        window: _Window,
+        worker: _Worker,
+    ) -> None:
+        poisoned = self._retried(
+            worker,
+            lambda: self.store.poison(
+                entry,
+                check=self.leases.check_action(shard.lease),
+                attempts=settlement.attempts,
+                error=settlement.error,
+                now=self._clock.now(),
+                sent_at_ms=sent_at_ms,
+            ),
+            budget_seconds=window.seconds_left(),
+        )
+        if poisoned:
             worker.summary.poisoned += 1
             logger.warning(
                 "message poisoned",
@@ -422,7 +571,16 @@ class Relay:
                 attempts=settlement.attempts,
             )
 
-    def _roll_back(self, result: SendResult, settlement: Settlement, lease: _Lease, worker: _Worker) -> None:
+    def _roll_back(
+        self,
+        result: SendResult,
+        settlement: Settlement,
+        *,
+        sent_at_ms: int | None,
+        shard: _Shard,
+        window: _Window,
+        worker: _Worker,
+    ) -> None:
         entry = result.outgoing.entry
         jitter = self._rng.random()
         next_attempt_at_ms = retry_at_ms(
@@ -431,14 +589,19 @@ class Relay:
             cap_seconds=self._settings.max_backoff_seconds,
             jitter=jitter,
         )
-        if self.store.release(
-            entry,
-            token=lease.token,
-            counted=settlement.counted,
-            next_attempt_at_ms=next_attempt_at_ms,
-            error=settlement.error,
-            unstamp_claimed_at_ms=settlement.unstamp_claimed_at_ms,
-        ):
+        rolled_back = self._retried(
+            worker,
+            lambda: self.store.roll_back(
+                entry,
+                check=self.leases.check_action(shard.lease),
+                counted=settlement.counted,
+                next_attempt_at_ms=next_attempt_at_ms,
+                error=settlement.error,
+                sent_at_ms=sent_at_ms,
+            ),
+            budget_seconds=window.seconds_left(),
+        )
+        if rolled_back:
             worker.summary.rolled_back += 1
             worker.summary.errors.append(f"send of {entry.message_id} rolled back: {settlement.error}")
             logger.info(
@@ -448,20 +611,6 @@ class Relay:
                 attempts=settlement.attempts,
                 error=settlement.error,
             )
-
-    def _hold(self, entry: Entry, settlement: Settlement, lease: _Lease, worker: _Worker) -> None:
-        """Give back a claimed entry that was not sent (held back for FIFO order, or out of lease time):
-        no attempt, no backoff, and the claim's `first_send_at` stamp goes with it."""
-        try:
-            if self.store.release(
-                entry,
-                token=lease.token,
-                counted=False,
-                unstamp_claimed_at_ms=settlement.unstamp_claimed_at_ms,
-            ):
-                worker.summary.held_back += 1
-        except _AWS_ERRORS as exc:
-            worker.fault(f"could not release {entry.message_id}: {_describe(exc)}")
 
 
 def _outgoing(entry: Entry, item: dict[str, Any]) -> Outgoing:

@@ -1,7 +1,7 @@
 """Which shards an invocation is for: a DynamoDB stream batch names them, anything else is a sweep.
 
 The stream of the Outbox table is a doorbell (issue #14, ADR 0017): a record says only "an entry was
-written to shard N". The relay then works those shards as it always does (query, claim, send, finalize),
+written to shard N". The relay then works those shards as it always does (lease, query, send, finalize),
 so a record lost, late, repeated or out of order costs latency at most; the scheduled sweep catches what
 no doorbell rang for.
 """
@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecordEventName
 
 from outbox.core.schema import OUTBOX_PARTITION_KEY
+from relay.leases import is_lease_partition
 
 STREAM_EVENT_SOURCE = "aws:dynamodb"
 
@@ -36,6 +37,6 @@ def shards_rung(event: Mapping[str, Any]) -> frozenset[str] | None:
         if record.event_name is not DynamoDBRecordEventName.INSERT or record.dynamodb is None:
             continue
         shard = (record.dynamodb.keys or {}).get(OUTBOX_PARTITION_KEY)
-        if isinstance(shard, str):
+        if isinstance(shard, str) and not is_lease_partition(shard):  # a shard lease's first write (ADR 0018)
             shards.add(shard)
     return frozenset(shards)

@@ -22,10 +22,9 @@ class Entry:
     attempts: int
     next_attempt_at: int
     """Epoch milliseconds before which the entry waits (backoff)."""
-    lease_until: int | None
-    claim_token: str | None
     first_send_at: int | None
-    """Epoch milliseconds of the first claim for sending: set once, it marks a possible resend."""
+    """Epoch milliseconds of the first send that may have reached SQS without being finalized (stamped by
+    a rollback): set once, it marks a possible resend (ADR 0009)."""
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Entry:
@@ -43,8 +42,6 @@ class Entry:
             state=item.get("state", {}).get("S", EntryState.READY),
             attempts=number("attempts") or 0,
             next_attempt_at=number("next_attempt_at") or 0,
-            lease_until=number("lease_until"),
-            claim_token=text("claim_token"),
             first_send_at=number("first_send_at"),
         )
 
@@ -53,10 +50,9 @@ class Entry:
         return {OUTBOX_PARTITION_KEY: {"S": self.shard}, OUTBOX_SORT_KEY: {"S": self.entry_id}}
 
     def claimable(self, now_ms: int) -> bool:
-        """What the claim condition will check, read ahead so that the relay skips hopeless claims."""
-        if self.state != EntryState.READY or self.next_attempt_at > now_ms:
-            return False
-        return self.claim_token is None or self.lease_until is None or self.lease_until < now_ms
+        """READY and due: the shard's lease holder may send it now. `claim_token`/`lease_until` that items
+        written before ADR 0018 may still carry mean nothing any more: the shard's lease fences."""
+        return self.state == EntryState.READY and self.next_attempt_at <= now_ms
 
 
 @dataclass
@@ -72,10 +68,15 @@ class RunSummary:
     """FIFO resends more than 4 minutes after the first claim: SQS may no longer drop them
     (docs/design.md §4.5)."""
     drained: bool = True
+    """Every shard this run worked was left with nothing due (ADR 0018): a shard skipped because another
+    relay held its lease (`shards_busy`) does not make a run undrained, its holder drains it."""
     finalize_failed: int = 0
     held_back: int = 0
     stale: int = 0
-    claims_lost: int = 0
+    shards_busy: int = 0
+    """Shards skipped because another relay held their lease (it drains them): not an undrained run."""
+    leases_lost: int = 0
+    """Shards stopped because their lease was taken over (or could not be confirmed) mid-pass."""
     relay_errors: int = 0
     oldest_pending_age_seconds: float = 0.0
     batches: int = 0
@@ -93,7 +94,8 @@ class RunSummary:
             "finalize_failed",
             "held_back",
             "stale",
-            "claims_lost",
+            "shards_busy",
+            "leases_lost",
             "relay_errors",
             "batches",
         ):
@@ -117,7 +119,8 @@ class RunSummary:
             "finalize_failed": self.finalize_failed,
             "held_back": self.held_back,
             "stale": self.stale,
-            "claims_lost": self.claims_lost,
+            "shards_busy": self.shards_busy,
+            "leases_lost": self.leases_lost,
             "relay_errors": self.relay_errors,
             "oldest_pending_age_seconds": round(self.oldest_pending_age_seconds, 3),
             "batches": self.batches,

@@ -1,7 +1,8 @@
-"""Fenced shard leases (ADR 0018, proposed): one item per shard says which relay may work it.
+"""Fenced shard leases (ADR 0018): one item per shard says which relay may work it.
 
-The relay does not use these yet; ADR 0005's per-entry claims still coordinate it. This module is the
-lease's storage and its guards, built and tested first so that the relay can move onto it in one step.
+`relay.core.Relay` acquires a shard's lease before it reads the shard, renews it (with the batch's
+watermark) before every batch it sends, puts `check_action` first in every transaction it writes under
+it, and releases it when the shard is done. They replace ADR 0005's per-entry claims.
 
 A lease item lives in the Outbox table under a partition of its own, `lease#<shard>`, so its writes never
 share the shard's partition and a `Query` of the shard never returns it. Every acquisition adds one to
@@ -66,6 +67,16 @@ def is_lease_partition(partition: str) -> bool:
     return partition.startswith(LEASE_PARTITION_PREFIX)
 
 
+def entries_only() -> dict[str, Any]:
+    """`Scan` arguments that leave the lease partitions out of a scan of the Outbox table (what counts as
+    an outbox entry: stats, checks, benchmarks). Merge them into the scan's own arguments."""
+    return {
+        "FilterExpression": "NOT begins_with(#partition, :lease)",
+        "ExpressionAttributeNames": {"#partition": OUTBOX_PARTITION_KEY},
+        "ExpressionAttributeValues": {":lease": {"S": LEASE_PARTITION_PREFIX}},
+    }
+
+
 class ShardLeases:
     """Acquire, renew, release and check shard leases in `outbox_table`, each one conditional write."""
 
@@ -109,7 +120,7 @@ class ShardLeases:
             holder=holder,
             fence=_number(old, "fence") + 1,
             lease_until_ms=now_ms + self._lease_ms,
-            taken_over=_watermark_left(old, holder),
+            taken_over=_watermark_left(old),
         )
 
     def renew(self, lease: ShardLease, *, now_ms: int, sending_upto: str | None = None) -> ShardLease:
@@ -196,11 +207,11 @@ def _number(item: dict[str, Any], name: str) -> int:
     return int(item[name]["N"]) if name in item else 0
 
 
-def _watermark_left(old: dict[str, Any], holder: str) -> Watermark | None:
-    """The watermark a previous holder left behind (not released, still sending), if any. A resent
-    acquire of our own finds our own lease: nothing was taken over."""
+def _watermark_left(old: dict[str, Any]) -> Watermark | None:
+    """The watermark a previous holder left behind (not released, still sending), if any. An acquire
+    keeps the watermark until its first renew, so a resent acquire of our own (a lost response) still
+    finds the one its first attempt took over: an acquisition never renews before its acquire returned.
+    Our own lease without one: nothing was taken over."""
     if "sending_upto" not in old or old.get("released", {}).get("BOOL"):
-        return None
-    if old.get("holder", {}).get("S") == holder:
         return None
     return Watermark(old["sending_upto"]["S"], _number(old, "sending_since"))

@@ -4,9 +4,9 @@ Plain functions of values the orchestrator (`relay.core.Relay`) has read: no AWS
 randomness (the current time and the jitter come in as numbers). Each rule can so be tested on its own,
 and `Relay` is left to read, write and count. Three rules live here:
 
-- the FIFO gate: which entries may be claimed now, and which groups must wait for the next run;
-- what happens to a claimed entry that was not sent: given back, rolled back with backoff, or poisoned;
-- what a send that an earlier claim may already have made means for duplicates.
+- the FIFO gate: which entries may be sent now, and which groups must wait for the next run;
+- what happens to an entry that was not sent: left, rolled back with backoff, or poisoned;
+- what a send that an earlier relay may already have made means for duplicates.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from outbox.core.settings import FIFO_RESEND_WINDOW_SECONDS
 from relay.entries import Entry
+from relay.leases import Watermark
 from relay.retry import backoff_seconds
 from relay.sender import Outcome, SendResult
 
@@ -26,26 +27,16 @@ from relay.sender import Outcome, SendResult
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The entries of a page that may be claimed now, in page order, and the groups they close."""
+    """The entries of a page that may be sent now, in page order, and the groups they close."""
 
     entries: tuple[Entry, ...]
     blocks: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimSort:
-    """A claimed batch sorted: what goes to SQS, what is given back unsent, and the groups closed."""
-
-    to_send: tuple[Entry, ...]
-    to_release: tuple[Entry, ...]
-    """Claimed, but behind an entry of its group that was not sent: given back unsent, uncounted."""
-    blocks: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
 class FifoGate:
-    """Keeps every FIFO group in order across a run: once one entry of a group is not sent (not claimable
-    yet, its claim refused, its send not accepted), the group is *blocked* and its later entries wait for
+    """Keeps every FIFO group in order across a run: once one entry of a group is not sent (not due yet,
+    parked, its send not accepted), the group is *blocked* and its later entries wait for
     the next run, so that none can overtake it. A standard queue has no order to keep: nothing blocks.
 
     A blocked group stays blocked for the rest of the run; `blocked` is the set of them so far."""
@@ -63,9 +54,8 @@ class FifoGate:
         return frozenset(entry.group_id for entry in entries if entry.group_id is not None)
 
     def admit(self, page: Sequence[Entry], *, now_ms: int, blocked: AbstractSet[str]) -> Admission:
-        """The entries of a page, oldest first, worth claiming at `now_ms`. One that is not claimable yet
-        (backoff, another relay's live lease, parked) blocks its group: the claim would be refused, and
-        its group's later entries must not go out before it."""
+        """The entries of a page, oldest first, due at `now_ms` (`Entry.claimable`). One that is not (in
+        backoff, parked) blocks its group: its group's later entries must not go out before it."""
         closed = set(blocked)
         admitted: list[Entry] = []
         for entry in page:
@@ -77,35 +67,14 @@ class FifoGate:
                 closed |= self.blocked_groups([entry])
         return Admission(tuple(admitted), frozenset(closed - blocked))
 
-    def sort_claimed(
-        self,
-        batch: Sequence[Entry],
-        *,
-        claimed: AbstractSet[str],
-        refused: AbstractSet[str],
-        blocked: AbstractSet[str],
-    ) -> ClaimSort:
-        """Sort a batch after its claim (entry ids `claimed` and `refused`). A refused claim blocks its
-        group; an entry of a blocked group is not sent, and given back if it was claimed."""
-        closed = set(blocked)
-        to_send: list[Entry] = []
-        to_release: list[Entry] = []
-        for entry in batch:
-            if entry.entry_id in refused or self.holds_back(entry, closed):
-                closed |= self.blocked_groups([entry])
-                if entry.entry_id in claimed:
-                    to_release.append(entry)
-            elif entry.entry_id in claimed:
-                to_send.append(entry)
-        return ClaimSort(tuple(to_send), tuple(to_release), frozenset(closed - blocked))
-
 
 # -- an entry that was not sent ---------------------------------------------------------------------------
 
 
 class Settle(StrEnum):
     HOLD = "hold"
-    """Given back as it was: no attempt counted, no backoff (held back for order, or out of lease time)."""
+    """Left as it was, nothing written: no attempt counted, no backoff (held back for order, or out of
+    lease time)."""
     RELEASE = "release"
     """Rolled back to be tried again after a backoff."""
     POISON = "poison"
@@ -114,7 +83,7 @@ class Settle(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """What to write for a claimed entry that was not sent."""
+    """What to write for an entry that was not sent."""
 
     action: Settle
     attempts: int
@@ -122,39 +91,27 @@ class Settlement:
     counted: bool
     """Whether this send counts as an attempt: SQS answered it and did not queue it."""
     error: str
-    unstamp_claimed_at_ms: int | None
-    """The `first_send_at` to remove (this claim's own stamp), or None to keep the entry's stamp: the
-    message certainly never reached the queue only then."""
+    maybe_sent: bool
+    """The send may have reached SQS (a call failed as a whole): the entry's `first_send_at` is stamped,
+    so that its next send counts as a possible resend (ADR 0009)."""
 
 
-def own_stamp(entry: Entry, claimed_at_ms: int) -> int | None:
-    """The `first_send_at` this claim set, if it set one: only when the entry, as read, had none."""
-    return claimed_at_ms if entry.first_send_at is None else None
+def hold(entry: Entry) -> Settlement:
+    """An entry that was not sent (held back for FIFO order, or out of lease time): it was never offered
+    to SQS, so nothing counts and nothing is written; the entry stays READY for the next pass."""
+    return Settlement(Settle.HOLD, attempts=entry.attempts, counted=False, error="", maybe_sent=False)
 
 
-def hold(entry: Entry, *, claimed_at_ms: int) -> Settlement:
-    """Give back a claimed entry that was not sent: it was never offered to SQS, so nothing counts and
-    the claim's `first_send_at` stamp goes with it (a later send of it is no resend)."""
-    return Settlement(
-        Settle.HOLD,
-        attempts=entry.attempts,
-        counted=False,
-        error="",
-        unstamp_claimed_at_ms=own_stamp(entry, claimed_at_ms),
-    )
-
-
-def settle_unsent(result: SendResult, *, claimed_at_ms: int, max_attempts: int) -> Settlement:
+def settle_unsent(result: SendResult, *, max_attempts: int) -> Settlement:
     """The fate of an entry whose send was not accepted (docs/design.md §4.3).
 
-    Held back: given back as it was. Refused by SQS for good (`REJECTED`): poisoned at once, retrying
-    cannot help. Otherwise rolled back, unless the attempts have run out: only an answer from SQS that it
-    did not queue the message counts (`FAILED`, `REJECTED`); an `UNKNOWN` (the call failed as a whole)
-    does not, since SQS may well have queued it. The claim's resend stamp is removed only when the
-    message certainly never reached the queue."""
+    Held back: left as it was. Refused by SQS for good (`REJECTED`): poisoned at once, retrying cannot
+    help. Otherwise rolled back, unless the attempts have run out: only an answer from SQS that it did not
+    queue the message counts (`FAILED`, `REJECTED`); an `UNKNOWN` (the call failed as a whole) does not,
+    since SQS may well have queued it, and it stamps the entry as maybe sent."""
     entry = result.outgoing.entry
     if result.outcome is Outcome.HELD_BACK:
-        return hold(entry, claimed_at_ms=claimed_at_ms)
+        return hold(entry)
     counted = result.outcome in {Outcome.FAILED, Outcome.REJECTED}
     attempts = entry.attempts + (1 if counted else 0)
     poisoned = result.outcome is Outcome.REJECTED or attempts >= max_attempts
@@ -163,7 +120,7 @@ def settle_unsent(result: SendResult, *, claimed_at_ms: int, max_attempts: int) 
         attempts=attempts,
         counted=counted,
         error=result.error or result.outcome.value,
-        unstamp_claimed_at_ms=None if result.maybe_sent else own_stamp(entry, claimed_at_ms),
+        maybe_sent=result.maybe_sent,
     )
 
 
@@ -192,11 +149,23 @@ class Resend:
         return self.late_by_ms > 0
 
 
+def first_send_time(entry: Entry, taken_over: Watermark | None) -> int | None:
+    """When the entry may first have been sent (epoch ms), or None: never. Its own `first_send_at`
+    (stamped by a rollback of a send that may have reached SQS), or, when this lease was taken over from
+    a holder that stopped mid-batch, the watermark's `sending_since_ms` for every entry up to its
+    `sending_upto` (an upper bound: entries under it in backoff were not sent by it either). The earlier
+    of the two applies."""
+    times = [entry.first_send_at] if entry.first_send_at is not None else []
+    if taken_over is not None and entry.entry_id <= taken_over.sending_upto:
+        times.append(taken_over.sending_since_ms)
+    return min(times, default=None)
+
+
 def judge_resend(
     first_send_at: int | None, *, now_ms: int, fifo: bool, window_seconds: int = FIFO_RESEND_WINDOW_SECONDS
 ) -> Resend:
-    """A send of an entry stamped `first_send_at` (set at claim, removed again when that claim certainly
-    sent nothing) is a resend. docs/design.md §4.5: a FIFO resend past the 4-minute window is still sent
+    """A send of an entry that may already have been sent at `first_send_at` (`first_send_time`) is a
+    resend. docs/design.md §4.5: a FIFO resend past the 4-minute window is still sent
     (never parked for it), but SQS may keep both copies, so it is counted and logged apart."""
     if first_send_at is None:
         return Resend(duplicate_possible=False)

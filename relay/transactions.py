@@ -1,8 +1,9 @@
-"""The relay's transaction actions, built as data: claim an entry, finalize a sent message (message QUEUED,
-entry deleted) and poison one (message FAILED, entry PARKED). Nothing here talks to AWS: `relay.store`
-runs them through `outbox.data.transact`.
+"""The relay's transaction actions, built as data: finalize a sent message (message QUEUED, entry
+deleted), roll a failed send back, and poison one (message FAILED, entry PARKED). Nothing here talks to
+AWS: `relay.store` runs them through `outbox.data.transact`, each transaction behind the shard lease's
+`ConditionCheck` (`relay.leases.ShardLeases.check_action`, ADR 0018).
 
-Every action is guarded by a condition (ADR 0013, "Guard inventory"): a status, a claim token, a stamp.
+Every write is guarded (ADR 0013, "Guard inventory"): a status, the entry still READY, the lease check.
 """
 
 from __future__ import annotations
@@ -20,39 +21,12 @@ if TYPE_CHECKING:
     from relay.entries import Entry
 
 MAX_ERROR_CHARACTERS: Final = 1000
-"""A recorded error is cut to this length: it is for people, and every claim rewrites the entry."""
-CLAIM_CONDITION: Final = (
-    "attribute_exists(message_id) AND #state = :ready AND "
-    "(attribute_not_exists(claim_token) OR lease_until < :now OR claim_token = :token) AND "
-    "next_attempt_at <= :now"
-)
-"""The entry still exists, is READY, holds no live claim but maybe this relay's own (a resent claim), and
-is due. The token of an expired lease may be taken over."""
-
-
-def claim_action(
-    entry: Entry, *, outbox_table: str, token: str, now_ms: int, lease_until_ms: int
-) -> TransactWriteItemTypeDef:
-    """Take the entry under `token` until `lease_until_ms`. The first claim that may send it stamps
-    `first_send_at`; a later claim keeps the stamp, which marks a possible resend (ADR 0009)."""
-    return {
-        "Update": {
-            "TableName": outbox_table,
-            "Key": entry.key,
-            "UpdateExpression": (
-                "SET claim_token = :token, lease_until = :lease, "
-                "first_send_at = if_not_exists(first_send_at, :now)"
-            ),
-            "ConditionExpression": CLAIM_CONDITION,
-            "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": {
-                ":token": {"S": token},
-                ":lease": {"N": str(lease_until_ms)},
-                ":now": {"N": str(now_ms)},
-                ":ready": {"S": EntryState.READY},
-            },
-        }
-    }
+"""A recorded error is cut to this length: it is for people, and every rollback rewrites the entry."""
+# Every relay update of an entry is conditional on `#state = :ready`: it still exists and is READY. Under
+# the shard's lease no other relay writes it (the lease's `ConditionCheck` fences them), but an update of a
+# deleted entry would create a half item (no message id) that breaks every later read of the shard: an
+# entry removed meanwhile (by hand, or by a relay of the version before ADR 0018 finishing its claim
+# during a deploy).
 
 
 def queue_message_action(
@@ -82,16 +56,11 @@ def queue_message_action(
     }
 
 
-def delete_entry_action(entry: Entry, *, outbox_table: str, token: str) -> TransactWriteItemTypeDef:
-    """The sent message's entry deleted, while the claim is still `token`'s."""
-    return {
-        "Delete": {
-            "TableName": outbox_table,
-            "Key": entry.key,
-            "ConditionExpression": "claim_token = :token",
-            "ExpressionAttributeValues": {":token": {"S": token}},
-        }
-    }
+def delete_entry_action(entry: Entry, *, outbox_table: str) -> TransactWriteItemTypeDef:
+    """The sent (or stale) message's entry deleted. No condition of its own (ADR 0018): the transaction's
+    lease check is the fence against another relay, the message's `PENDING` condition decides a finalize,
+    operators delete only PARKED entries, and a delete never creates an item."""
+    return {"Delete": {"TableName": outbox_table, "Key": entry.key}}
 
 
 def fail_message_action(
@@ -122,33 +91,64 @@ def fail_message_action(
 
 
 def park_entry_action(
-    entry: Entry, *, outbox_table: str, token: str, error: str, unstamp_ms: int | None
+    entry: Entry, *, outbox_table: str, error: str, sent_at_ms: int | None
 ) -> TransactWriteItemTypeDef:
-    """The entry PARKED in its place while the claim is still `token`'s, its count one higher (`ADD`: never
-    a count read earlier). With `unstamp_ms`, the `first_send_at` this claim set (it equals `unstamp_ms`) is
-    removed, and only if it is that one. On a failed condition the entry comes back (`ALL_OLD`)."""
-    removes = "claim_token, lease_until" + (", first_send_at" if unstamp_ms is not None else "")
-    condition = "claim_token = :token" + (
-        " AND first_send_at = :claimed_at" if unstamp_ms is not None else ""
-    )
+    """The entry PARKED in its place while still READY (`#state = :ready`), its count one higher (`ADD`:
+    never a count read earlier). `sent_at_ms`: the send may have reached SQS, so `first_send_at` is
+    stamped (kept if set) and a later `requeue` counts the resend."""
+    stamp = ", first_send_at = if_not_exists(first_send_at, :sent)" if sent_at_ms is not None else ""
     values: dict[str, Any] = {
         ":parked": {"S": EntryState.PARKED},
+        ":ready": {"S": EntryState.READY},
         ":error": {"S": error[:MAX_ERROR_CHARACTERS]},
-        ":token": {"S": token},
         ":one": {"N": "1"},
     }
-    if unstamp_ms is not None:
-        values[":claimed_at"] = {"N": str(unstamp_ms)}
+    if sent_at_ms is not None:
+        values[":sent"] = {"N": str(sent_at_ms)}
     return {
         "Update": {
             "TableName": outbox_table,
             "Key": entry.key,
-            "UpdateExpression": (
-                f"SET #state = :parked, last_error = :error REMOVE {removes} ADD attempts :one"
-            ),
-            "ConditionExpression": condition,
+            "UpdateExpression": f"SET #state = :parked, last_error = :error{stamp} ADD attempts :one",
+            "ConditionExpression": "#state = :ready",
             "ExpressionAttributeNames": {"#state": "state"},
             "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+
+
+def roll_back_entry_action(
+    entry: Entry,
+    *,
+    outbox_table: str,
+    counted: bool,
+    next_attempt_at_ms: int,
+    error: str,
+    sent_at_ms: int | None,
+) -> TransactWriteItemTypeDef:
+    """A failed send given back to wait until `next_attempt_at_ms` (backoff), while the entry is still
+    READY (`#state = :ready`). `counted`: one more failed attempt, added to the stored count (`ADD`).
+    `sent_at_ms`: the send may have reached SQS, so `first_send_at` is stamped unless set (ADR 0009)."""
+    sets = ["next_attempt_at = :next", "last_error = :error"]
+    values: dict[str, Any] = {
+        ":ready": {"S": EntryState.READY},
+        ":next": {"N": str(next_attempt_at_ms)},
+        ":error": {"S": error[:MAX_ERROR_CHARACTERS]},
+    }
+    if sent_at_ms is not None:
+        sets.append("first_send_at = if_not_exists(first_send_at, :sent)")
+        values[":sent"] = {"N": str(sent_at_ms)}
+    expression = "SET " + ", ".join(sets)
+    if counted:
+        expression += " ADD attempts :one"
+        values[":one"] = {"N": "1"}
+    return {
+        "Update": {
+            "TableName": outbox_table,
+            "Key": entry.key,
+            "UpdateExpression": expression,
+            "ConditionExpression": "#state = :ready",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": values,
         }
     }

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from outbox.provisioning import Resources, provision
 from outbox.testing.strict import install_strict_contract
 from relay.core import Relay, RelayConfig
 from relay.entries import RunSummary
+from relay.leases import LEASE_PARTITION_PREFIX, ShardLeases, is_lease_partition
 from relay.retry import RetryPolicy
 
 _prefixes = itertools.count()
@@ -58,7 +59,18 @@ class Outbox:
         return _scan(self.resources.messages_table)
 
     def entries(self) -> list[dict[str, Any]]:
-        return _scan(self.resources.outbox_table)
+        """The outbox entries, without the shard leases that share their table (ADR 0018)."""
+        return [
+            item for item in _scan(self.resources.outbox_table) if not is_lease_partition(item["shard"]["S"])
+        ]
+
+    def leases(self) -> dict[str, dict[str, Any]]:
+        """The shard lease items, by shard (`lease#3` → `3`)."""
+        return {
+            item["shard"]["S"].removeprefix(LEASE_PARTITION_PREFIX): item
+            for item in _scan(self.resources.outbox_table)
+            if is_lease_partition(item["shard"]["S"])
+        }
 
     def message(self, message_id: str) -> dict[str, Any] | None:
         response = dynamodb_client().get_item(
@@ -70,6 +82,21 @@ class Outbox:
 
     def counts(self) -> tuple[int, int]:
         return len(self.messages()), len(self.entries())
+
+
+def one_shard(outbox: Outbox) -> Outbox:
+    """The same tables with one shard: every message accepted through it lands in shard "0", and a relay
+    built on it works that shard alone (a scenario of one shard and its lease)."""
+    return Outbox(outbox.resources, replace(outbox.settings, outbox_shards=1))
+
+
+def shard_leases(outbox: Outbox) -> ShardLeases:
+    """The outbox's shard leases, as a relay of its settings takes them."""
+    return ShardLeases(
+        dynamodb_client(),
+        outbox_table=outbox.settings.outbox_table,
+        lease_seconds=outbox.settings.lease_seconds,
+    )
 
 
 def _scan(table: str) -> list[dict[str, Any]]:

@@ -75,9 +75,10 @@ def test_ours_uses_fewer_calls_and_requests_than_naive(scenario: Scenario) -> No
     assert ours.sqs_requests_per_message < naive.sqs_requests_per_message
     assert ours.calls_by_operation["SendMessageBatch"] >= MESSAGES / 10
     assert "SendMessage" not in ours.calls_by_operation
-    # transactional claims and a 2-item finalize per message: 2 + 4 write units for a 1 KB message
-    assert ours.write_units_per_message == 6
-    assert naive.write_units_per_message == 5
+    # a 2-item finalize per message (4 write units for a 1 KB message) and no claim (ADR 0018): on top, the
+    # shard leases' acquire, renew and release and the finalize's check, a few units per shard and batch
+    # (60 messages over 8 shards here: ≈ 0.7 a message; ≈ 0.1 at 1,000)
+    assert 4 < ours.write_units_per_message < naive.write_units_per_message == 5
     assert ours.write_units_per_message >= scenario.floor.relay_write_units
     assert ours.calls_per_message >= scenario.floor.relay_calls
 

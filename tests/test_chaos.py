@@ -91,11 +91,11 @@ def test_doorbell_relays_on_a_perturbed_stream_lose_nothing(fifo: bool) -> None:
     assert figures.doorbell_runs > 0, details
     for perturbation in ("dropped", "duplicated", "delayed", "reordered", "delivered_out_of_order"):
         assert stream[perturbation] > 0, (perturbation, stream)
+    # Each doorbell run either relayed its shards or found them leased by another relay (ADR 0018: the
+    # sweeps here run back to back, so which of the two happens is timing): either way it ran the path.
+    busy = int(figures.doorbell_summary.get("shards_busy", 0))
+    assert figures.doorbell_sent + busy > 0, details
     if not fifo:
-        # On FIFO a killed run's claims hold their groups for a lease, so how much the doorbell's runs
-        # send before the drain depends on timing (19 to 68 of 150 in probes, once 0): asserted on the
-        # standard queue only, where it does not.
-        assert figures.doorbell_sent > 0, details
         assert figures.doorbell_runs_beside_a_sweep > 0, details
         assert figures.max_doorbell_runs_on_a_shard >= 2, details
     assert figures.faults_total > 0, details

@@ -25,7 +25,7 @@ from outbox.testing.request_tokens import TokenMemory
 from relay import store as relay_store
 from relay.entries import Entry
 from relay.store import OutboxStore
-from tests.conftest import Outbox, ingest_messages
+from tests.conftest import Outbox, ingest_messages, shard_leases
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -40,14 +40,17 @@ def _store(outbox: Outbox) -> OutboxStore:
 
 
 def _failed_message(outbox: Outbox) -> str:
-    """One message made FAILED (its entry PARKED) the way a relay does it: a claim, then a poison."""
+    """One message made FAILED (its entry PARKED) the way a relay does it: a poison under the shard's
+    lease."""
     (message_id,) = ingest_messages(outbox, 1)
     store = _store(outbox)
     (entry,) = [Entry.from_item(item) for item in outbox.entries()]
-    now_ms = epoch_millis(utc_now()) + 1000
-    claimed, _ = store.claim([entry], token="t", now_ms=now_ms, lease_until_ms=now_ms + 60_000)
-    assert claimed == [entry]
-    assert store.poison(entry, token="t", attempts=1, error="refused", now=utc_now())
+    leases = shard_leases(outbox)
+    lease = leases.acquire(entry.shard, holder="t", now_ms=epoch_millis(utc_now()))
+    assert lease is not None
+    check = leases.check_action(lease)
+    assert store.poison(entry, check=check, attempts=1, error="refused", now=utc_now(), sent_at_ms=None)
+    assert leases.release(lease)
     return message_id
 
 

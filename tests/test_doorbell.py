@@ -47,6 +47,11 @@ def test_a_batch_of_the_relays_own_writes_rings_no_shard() -> None:
     assert shards_rung({"Records": [_record("REMOVE", "2"), _record("MODIFY", "4")]}) == frozenset()
 
 
+def test_a_shard_leases_own_first_write_rings_no_shard() -> None:
+    """A lease item (partition `lease#n`, ADR 0018) is inserted once per shard: it is no entry."""
+    assert shards_rung({"Records": [_record("INSERT", "lease#3"), _record("INSERT", "2")]}) == {"2"}
+
+
 def test_anything_but_a_stream_batch_is_a_sweep() -> None:
     assert shards_rung({"source": "aws.events", "detail-type": "Scheduled Event"}) is None
     assert shards_rung({}) is None

@@ -2,8 +2,8 @@
 
 A guard is a condition on a write (`ConditionExpression`), a token compare, or a check in code that keeps
 a write from happening. Each test here builds one interleaving deterministically: relays are driven
-through the store's public API with their own claim tokens and claim moments (a "stale" relay is one whose
-lease ran out and whose entry another relay claimed), operators' reads and writes are split by a hook on
+through the store's public API under shard leases of their own (a "stale" relay is one whose lease ran out
+and was taken over by another relay, ADR 0018), operators' reads and writes are split by a hook on
 their own client, and the outcome is read from the tables and the queue directly.
 
 The inventory (which guard, what it protects against, which test pins it) is in ADR 0013; `./dev mutants`
@@ -16,7 +16,8 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import botocore.session
@@ -28,67 +29,91 @@ from outbox.core.clients import CLIENT_CONFIG, dynamodb_client, sqs_client
 from outbox.core.domain import EntryState, Status, epoch_millis, utc_now
 from outbox.local.queue import message_id_of
 from outbox.ops import admin
-from relay.entries import Entry
+from relay.entries import Entry, RunSummary
+from relay.leases import LeaseLost, ShardLease, ShardLeases
 from relay.store import FinalizeResult, OutboxStore
-from tests.conftest import FakeClock, Outbox, call_ingest, ingest_messages, make_relay, receive_all, run_relay
+from tests.conftest import (
+    FakeClock,
+    Outbox,
+    call_ingest,
+    ingest_messages,
+    make_relay,
+    one_shard,
+    receive_all,
+    run_relay,
+    shard_leases,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 Tables = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
-# -- the cast: relays with their own tokens, operators with their own clients ---------------------------
+# -- the cast: relays with their own leases, operators with their own clients ---------------------------
 
 
 @dataclass
 class RelayHand:
-    """One relay as the store sees it: its claim token, its lease, and the calls it makes."""
+    """One relay as the store and the shard leases see it: its lease on a shard, and the calls it makes
+    under it. A "stale" relay is one whose lease ran out and was taken over by another."""
 
     store: OutboxStore
-    lease_ms: int
-    token: str = field(default_factory=lambda: str(uuid.uuid4()))
+    leases: ShardLeases
+    lease: ShardLease | None = None
 
-    def claim(self, entry: Entry, at_ms: int) -> bool:
-        claimed, _ = self.store.claim(
-            [entry], token=self.token, now_ms=at_ms, lease_until_ms=at_ms + self.lease_ms
-        )
-        return [claimed_entry.entry_id for claimed_entry in claimed] == [entry.entry_id]
+    def acquire(self, shard: str, at_ms: int) -> bool:
+        self.lease = self.leases.acquire(shard, holder=str(uuid.uuid4()), now_ms=at_ms)
+        return self.lease is not None
+
+    def renew(self, sending_upto: str, at_ms: int) -> None:
+        assert self.lease is not None
+        self.lease = self.leases.renew(self.lease, now_ms=at_ms, sending_upto=sending_upto)
+
+    def check(self) -> TransactWriteItemTypeDef:
+        assert self.lease is not None
+        return self.leases.check_action(self.lease)
 
     def finalize(self, entry: Entry, sqs_message_id: str) -> FinalizeResult:
-        return self.store.finalize([(entry, sqs_message_id)], token=self.token, now=utc_now())
+        return self.store.finalize([(entry, sqs_message_id)], check=self.check(), now=utc_now())
 
-    def delete_entry(self, entry: Entry) -> bool:
-        return self.store.delete_entry(entry, token=self.token)
+    def delete_entries(self, *entries: Entry) -> None:
+        """What a relay does with entries whose message moved on or is gone (`LeaseLost` if not ours)."""
+        self.store.delete_entries(entries, check=self.check())
 
     def roll_back(self, entry: Entry, *, next_attempt_at_ms: int) -> bool:
-        """A counted failure: the claim goes and the entry waits until `next_attempt_at_ms`."""
-        return self.store.release(
-            entry, token=self.token, counted=True, next_attempt_at_ms=next_attempt_at_ms, error="test failure"
+        """A counted failure: the entry waits until `next_attempt_at_ms`."""
+        return self.store.roll_back(
+            entry,
+            check=self.check(),
+            counted=True,
+            next_attempt_at_ms=next_attempt_at_ms,
+            error="test failure",
+            sent_at_ms=None,
         )
 
-    def hold_back(self, entry: Entry, *, claimed_at_ms: int) -> bool:
-        """Not sent (FIFO order, out of lease time): the claim and the `first_send_at` it set go."""
-        return self.store.release(entry, token=self.token, counted=False, unstamp_claimed_at_ms=claimed_at_ms)
-
-    def poison(self, entry: Entry, *, unstamp_claimed_at_ms: int | None = None) -> bool:
-        """Rejected for good: message FAILED, entry PARKED. `unstamp_claimed_at_ms`: it certainly never
-        reached the queue, so the `first_send_at` this claim set goes."""
+    def poison(self, entry: Entry) -> bool:
+        """Rejected for good: message FAILED, entry PARKED."""
         return self.store.poison(
             entry,
-            token=self.token,
+            check=self.check(),
             attempts=entry.attempts + 1,
             error="rejected for good",
             now=utc_now(),
-            unstamp_claimed_at_ms=unstamp_claimed_at_ms,
+            sent_at_ms=None,
         )
+
+    def release(self) -> bool:
+        assert self.lease is not None
+        return self.leases.release(self.lease)
 
 
 @dataclass
 class Scene:
     outbox: Outbox
     t0: int
-    """Epoch milliseconds after every message of the scene was accepted: the first claim's moment."""
+    """Epoch milliseconds after every message of the scene was accepted: the first acquire's moment."""
 
     @property
     def lease_ms(self) -> int:
@@ -96,11 +121,24 @@ class Scene:
 
     @property
     def after_lease(self) -> int:
-        """A moment past a claim made at `t0`."""
+        """A moment past a lease taken (or renewed) at `t0`."""
         return self.t0 + self.lease_ms + 1000
 
     def relay(self) -> RelayHand:
-        return RelayHand(make_relay(self.outbox).store, self.lease_ms)
+        return RelayHand(make_relay(self.outbox).store, shard_leases(self.outbox))
+
+    def holder(self, entry: Entry, at_ms: int | None = None) -> RelayHand:
+        """A relay holding the lease of the entry's shard (taken at `at_ms`, `t0` by default)."""
+        hand = self.relay()
+        assert hand.acquire(entry.shard, self.t0 if at_ms is None else at_ms)
+        return hand
+
+    def taken_over(self, entry: Entry) -> tuple[RelayHand, RelayHand]:
+        """A relay A that held the entry's shard and stalled (its batch renewed and sent), and relay B that
+        took the shard over once A's lease ran out: (A, B)."""
+        a = self.holder(entry)
+        a.renew(entry.entry_id, self.t0)
+        return a, self.holder(entry, self.after_lease)
 
     def entry(self, message_id: str) -> Entry:
         item = next((e for e in self.outbox.entries() if e["message_id"]["S"] == message_id), None)
@@ -108,12 +146,14 @@ class Scene:
         return Entry.from_item(item)
 
     def tables(self) -> Tables:
-        """Both tables, whole, in a stable order: "nothing changed" is an equality of two of these."""
+        """Both tables, whole (leases included), in a stable order: "nothing changed" is an equality of
+        two of these."""
 
         def order(item: dict[str, Any]) -> str:
             return json.dumps(item, sort_keys=True)
 
-        return sorted(self.outbox.messages(), key=order), sorted(self.outbox.entries(), key=order)
+        entries = [*self.outbox.entries(), *self.outbox.leases().values()]
+        return sorted(self.outbox.messages(), key=order), sorted(entries, key=order)
 
     def send_copy(self, message_id: str) -> str:
         """Send a message to the queue as a relay does (body, `message_id` attribute); its SQS id."""
@@ -144,20 +184,20 @@ class Scene:
         )
 
     def failed_message(self) -> tuple[str, Entry]:
-        """A message poisoned by a relay: FAILED, its entry PARKED."""
+        """A message poisoned by a relay under its shard's lease (then released): FAILED, entry PARKED."""
         (message_id,) = ingest_messages(self.outbox, 1)
         entry = self.entry(message_id)
-        poisoner = self.relay()
-        assert poisoner.claim(entry, self.t0)
+        poisoner = self.holder(entry)
         assert poisoner.poison(entry)
+        assert poisoner.release()
         assert self.status(message_id) == Status.FAILED
         return message_id, self.entry(message_id)
 
-    def settled_relay_run(self) -> None:
+    def settled_relay_run(self) -> RunSummary:
         """A relay run whose clock is past every lease and backoff of the scene."""
         clock = FakeClock()
         clock.advance(3 * self.outbox.settings.lease_seconds + self.outbox.settings.max_backoff_seconds)
-        run_relay(make_relay(self.outbox, clock))
+        return run_relay(make_relay(self.outbox, clock))
 
 
 @pytest.fixture
@@ -204,168 +244,206 @@ def skip(scene: Scene, message_id: str, *, client: DynamoDBClient | None = None,
     admin.skip(message_id, dynamodb=client or dynamodb_client(), settings=scene.outbox.settings, actor=actor)
 
 
-# -- claim ------------------------------------------------------------------------------------------------
+# -- the shard's lease in the relay (ADR 0018) ------------------------------------------------------------
 
 
-def test_a_claim_is_refused_while_another_relays_claim_is_live(scene: Scene) -> None:
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    entry = scene.entry(message_id)
-    first, second = scene.relay(), scene.relay()
-    assert first.claim(entry, scene.t0)
-    before = scene.tables()
+def test_a_finalize_after_the_lease_was_taken_over_is_refused_and_the_next_holder_resends(
+    scene: Scene,
+) -> None:
+    """(a) Relay A sends, then stalls until its lease ran out; relay B takes the shard over, sees A's
+    watermark, resends with the same message_id and counts the duplicate. A's finalize is refused by the
+    lease's check (A stops the shard and leaves the lease alone). Nothing is lost."""
+    outbox = one_shard(scene.outbox)
+    ids = ingest_messages(outbox, 3)
+    clock_a, clock_b = FakeClock(), FakeClock()
+    clock_b.advance(outbox.settings.lease_seconds + 1)  # B runs once A's lease has run out
+    by_b: list[RunSummary] = []
+    once_after(
+        sqs_client(),
+        "after-call.sqs.SendMessageBatch",
+        lambda: by_b.append(run_relay(make_relay(outbox, clock_b))),
+    )
 
-    assert not second.claim(entry, scene.t0 + scene.lease_ms - 1000)
+    by_a = run_relay(make_relay(outbox, clock_a))
 
-    assert scene.tables() == before
-    assert scene.entry(message_id).claim_token == first.token
-
-
-def test_a_claim_takes_an_entry_whose_lease_ran_out(scene: Scene) -> None:
-    """A relay that died after its claim holds the entry only until its lease ends."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    entry = scene.entry(message_id)
-    dead, alive = scene.relay(), scene.relay()
-    assert dead.claim(entry, scene.t0)
-
-    assert alive.claim(entry, scene.after_lease)
-
-    claimed = scene.entry(message_id)
-    assert claimed.claim_token == alive.token
-    assert claimed.lease_until == scene.after_lease + scene.lease_ms
-    assert claimed.first_send_at == scene.t0  # the first claim's stamp stays: a send may have happened
-
-
-def test_a_resent_claim_with_the_same_token_is_still_ours(scene: Scene) -> None:
-    """A claim whose response was lost is tried again. botocore's own resend of the call reuses its
-    ClientRequestToken (DynamoDB answers it idempotently), but a new call, as the relay's retry is, has a
-    token of its own and is decided by the conditions: `claim_token = :token` keeps the entry ours."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    entry = scene.entry(message_id)
-    relay = scene.relay()
-    assert relay.claim(entry, scene.t0)
-
-    assert relay.claim(entry, scene.t0)
-
-    assert scene.entry(message_id).claim_token == relay.token
-
-
-def test_a_claim_from_a_page_read_before_a_poison_is_refused(scene: Scene) -> None:
-    """Relay A read the entry READY; relay B claimed it and parked it (a definite rejection). A's claim,
-    past B's lease, must not take the parked entry (its message is FAILED: A would drop the entry)."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    read_by_a = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert b.claim(read_by_a, scene.t0)
-    assert b.poison(read_by_a)
-    before = scene.tables()
-
-    assert not a.claim(read_by_a, scene.after_lease)
-
-    assert scene.tables() == before
-    assert scene.entry(message_id).state == EntryState.PARKED
-
-
-def test_a_claim_from_a_page_read_before_a_rollback_waits_for_the_backoff(scene: Scene) -> None:
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    read_by_a = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert b.claim(read_by_a, scene.t0)
-    assert b.roll_back(read_by_a, next_attempt_at_ms=scene.t0 + 100_000)
-    before = scene.tables()
-
-    assert not a.claim(read_by_a, scene.t0 + 50_000)
-
-    assert scene.tables() == before
-
-
-def test_a_claim_of_an_entry_finalized_meanwhile_creates_nothing(scene: Scene) -> None:
-    """A claim is an update: on a deleted entry it must not create a half item (no message id) that every
-    later read of the shard trips over. Three parts of the condition refuse it (the entry must exist, be
-    READY, and be due), so removing any one of them alone changes nothing (ADR 0013)."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    read_by_a = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert b.claim(read_by_a, scene.t0)
-    assert b.finalize(read_by_a, scene.send_copy(message_id)).done
-
-    assert not a.claim(read_by_a, scene.t0 + 1000)
-
-    assert scene.outbox.entries() == []
-    assert scene.status(message_id) == Status.QUEUED
-
-
-# -- finalize and the entry deletes that follow it ----------------------------------------------------
-
-
-def test_a_stale_finalize_is_refused_while_another_relay_holds_the_claim(scene: Scene) -> None:
-    """A sent, then stalled past its lease; B claimed the entry and is sending. A's finalize must leave
-    B's claim and the message alone; B finishes. Both copies carry the same message_id (ADR 0009)."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    entry = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert a.claim(entry, scene.t0)
-    sent_by_a = scene.send_copy(message_id)
-    assert b.claim(entry, scene.after_lease)
-    before = scene.tables()
-
-    result = a.finalize(entry, sent_by_a)
-
-    assert result.done == []
-    assert result.claim_lost == [entry]
-    assert scene.tables() == before
-    sent_by_b = scene.send_copy(message_id)
-    assert b.finalize(entry, sent_by_b).done == [entry]
-    message = scene.outbox.message(message_id)
-    assert message is not None
-    assert (message["status"]["S"], message["sqs_message_id"]["S"]) == (Status.QUEUED, sent_by_b)
-    assert scene.outbox.entries() == []
-    assert scene.received() == [message_id, message_id]
+    (b,) = by_b
+    assert (b.sent, b.duplicates_possible, b.leases_lost) == (3, 3, 0)
+    assert (by_a.sent, by_a.finalize_failed, by_a.leases_lost, by_a.drained) == (0, 3, 1, False)
+    assert sorted(scene.received()) == sorted(ids + ids)  # A's copies and B's, with the same message ids
+    assert all(scene.status(message_id) == Status.QUEUED for message_id in ids)
+    assert outbox.entries() == []
+    assert "released" in outbox.leases()["0"]  # B's release; A left it alone
 
 
 def test_a_stale_finalize_after_another_relay_poisoned_changes_nothing(scene: Scene) -> None:
-    """A finalize racing a poison: B's poison came first. A's finalize, and the entry delete a relay makes
-    after a finalize that found its message moved on, must leave the message FAILED and its entry PARKED
-    (the operator decides: requeue or skip)."""
+    """A finalize racing a poison: A sent and stalled past its lease, B took the shard and poisoned the
+    message. A's finalize, and the entry delete a relay makes for a message that moved on, must leave the
+    message FAILED and its entry PARKED (the operator decides: requeue or skip)."""
     (message_id,) = ingest_messages(scene.outbox, 1)
     entry = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert a.claim(entry, scene.t0)
+    a, b = scene.taken_over(entry)
     sent_by_a = scene.send_copy(message_id)
-    assert b.claim(entry, scene.after_lease)
     assert b.poison(entry)
     before = scene.tables()
 
     result = a.finalize(entry, sent_by_a)
-    deleted = a.delete_entry(entry)
+    with pytest.raises(LeaseLost):
+        a.delete_entries(entry)
 
-    assert (result.done, deleted) == ([], False)
+    assert (result.done, result.lease_lost) == ([], True)
     assert scene.tables() == before
     assert scene.status(message_id) == Status.FAILED
     assert scene.entry(message_id).state == EntryState.PARKED
 
 
 def test_a_stale_finalize_after_a_requeue_changes_nothing(scene: Scene) -> None:
-    """A finalize racing a poison and a requeue: the message is PENDING again, its entry READY and
-    unclaimed. A's late finalize must not take the requeue (mark QUEUED, delete the entry); the next relay
-    run sends the message as the operator asked."""
+    """A finalize racing a poison and a requeue: the message is PENDING again, its entry READY. A's late
+    finalize (its lease taken over) must not take the requeue (mark QUEUED, delete the entry); the next
+    relay run sends the message as the operator asked."""
     (message_id,) = ingest_messages(scene.outbox, 1)
     entry = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert a.claim(entry, scene.t0)
+    a, b = scene.taken_over(entry)
     sent_by_a = scene.send_copy(message_id)
-    assert b.claim(entry, scene.after_lease)
     assert b.poison(entry)
+    assert b.release()
     requeue(scene, message_id)
     before = scene.tables()
 
     result = a.finalize(entry, sent_by_a)
 
-    assert result.done == []
+    assert (result.done, result.lease_lost) == ([], True)
     assert scene.tables() == before
     scene.settled_relay_run()
     assert scene.status(message_id) == Status.QUEUED
     assert scene.outbox.entries() == []
     assert scene.received() == [message_id, message_id]  # A's copy, and the requeued send
+
+
+def test_a_relay_whose_lease_was_taken_over_sends_nothing_more(scene: Scene) -> None:
+    """(c) Relay A finalized its first batch; before its second, its lease ran out and relay B took the
+    shard. A's renew is refused: A stops the shard and sends nothing of the second batch."""
+    outbox = one_shard(scene.outbox)
+    first, second = ingest_messages(outbox, 2)
+    taker = scene.relay()
+
+    def b_takes_the_shard() -> None:
+        assert taker.acquire("0", epoch_millis(utc_now()) + scene.lease_ms + 5000)
+
+    once_after(dynamodb_client(), "after-call.dynamodb.TransactWriteItems", b_takes_the_shard)
+
+    summary = run_relay(make_relay(outbox, batch_size=1))
+
+    assert (summary.sent, summary.leases_lost, summary.drained) == (1, 1, False)
+    assert scene.received() == [first]
+    assert [item["message_id"]["S"] for item in outbox.entries()] == [second]
+    assert scene.status(second) == Status.PENDING
+    lease = outbox.leases()["0"]
+    assert taker.lease is not None
+    assert lease["holder"]["S"] == taker.lease.holder
+    assert "released" not in lease  # B's lease, untouched by A
+
+
+def test_an_entry_written_while_another_relay_holds_the_shard_leaves_in_the_holders_invocation(
+    scene: Scene,
+) -> None:
+    """(b) No lost wake-up: while relay A sends, a message is accepted and its doorbell's run finds the
+    shard's lease held (refused: it skips the shard). A, after releasing the lease, reads the shard once
+    more, finds the new entry and takes it in the same invocation."""
+    outbox = one_shard(scene.outbox)
+    (early,) = ingest_messages(outbox, 1)
+    rung: list[tuple[str, RunSummary]] = []
+
+    def accepted_and_rung() -> None:
+        (late,) = ingest_messages(outbox, 1)
+        rung.append((late, make_relay(outbox).run(time.monotonic() + 30, shards={"0"})))
+
+    once_after(sqs_client(), "after-call.sqs.SendMessageBatch", accepted_and_rung)
+
+    summary = run_relay(make_relay(outbox))
+
+    ((late, doorbell),) = rung
+    assert (doorbell.sent, doorbell.shards_busy, doorbell.drained) == (0, 1, True)
+    assert (summary.sent, summary.drained) == (2, True)
+    assert scene.received() == [early, late]
+    assert outbox.entries() == []
+    assert scene.status(late) == Status.QUEUED
+
+
+@pytest.mark.server
+def test_two_relays_on_the_same_shards_at_once_deliver_every_message_once(server_outbox: Outbox) -> None:
+    """(d) A sweep and a doorbell run (two relays, several shard workers each) over the same shards at the
+    same time: the leases keep them apart, so every message is delivered exactly once, nothing counted as a
+    possible duplicate, and every lease is released."""
+    ids = ingest_messages(server_outbox, 60)
+    relays = [make_relay(server_outbox, batch_size=5, parallel_shards=4) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        summaries = list(pool.map(lambda relay: relay.run(deadline), relays))
+
+    assert sum(summary.sent for summary in summaries) == 60
+    assert sum(summary.duplicates_possible + summary.finalize_failed for summary in summaries) == 0
+    received = [message_id_of(m) for m in receive_all(server_outbox.resources.queue_url)]
+    assert sorted(received) == sorted(ids)
+    assert server_outbox.entries() == []
+    assert all("released" in lease for lease in server_outbox.leases().values())
+
+
+def test_a_rollback_or_poison_by_a_relay_that_lost_its_lease_writes_nothing(scene: Scene) -> None:
+    """(e) A's send failed (or was refused) after its lease ran out and B took the shard over. A's
+    rollback and poison must write nothing: B may be sending the entry (a rollback would put it in
+    backoff, a poison would mark a message FAILED that B delivers)."""
+    (message_id,) = ingest_messages(scene.outbox, 1)
+    entry = scene.entry(message_id)
+    a, _ = scene.taken_over(entry)
+    before = scene.tables()
+
+    with pytest.raises(LeaseLost):
+        a.roll_back(entry, next_attempt_at_ms=scene.after_lease + 10_000)
+    with pytest.raises(LeaseLost):
+        a.poison(entry)
+
+    assert scene.tables() == before
+    assert scene.status(message_id) == Status.PENDING
+
+
+def test_a_rollback_or_poison_after_an_older_relay_finalized_creates_no_entry(scene: Scene) -> None:
+    """A rollback and a park are updates: on an entry deleted meanwhile (a relay of the version before
+    shard leases finishing its claim during a deploy finalized the message) they must not create a half
+    entry (no message id) that breaks every later read of the shard, nor fail the QUEUED message."""
+    (message_id,) = ingest_messages(scene.outbox, 1)
+    entry = scene.entry(message_id)
+    holder = scene.holder(entry)
+    older = scene.relay()
+    older.lease = holder.lease  # the finalize of an older relay: no lease of its own to check
+    assert older.finalize(entry, scene.send_copy(message_id)).done == [entry]
+    before = scene.tables()
+
+    rolled_back = holder.roll_back(entry, next_attempt_at_ms=scene.after_lease)
+    poisoned = holder.poison(entry)
+
+    assert (rolled_back, poisoned) == (False, False)
+    assert scene.tables() == before
+    assert scene.outbox.entries() == []
+    assert scene.status(message_id) == Status.QUEUED
+
+
+def test_a_poison_of_an_entry_removed_by_hand_writes_nothing(scene: Scene) -> None:
+    """The entry of a PENDING message was deleted by hand while its send failed for good: the poison must
+    not create a half parked entry (no message id) nor mark the message FAILED for an entry that is not
+    there (`requeue` and `skip` could not find it)."""
+    (message_id,) = ingest_messages(scene.outbox, 1)
+    entry = scene.entry(message_id)
+    holder = scene.holder(entry)
+    dynamodb_client().delete_item(TableName=scene.outbox.resources.outbox_table, Key=entry.key)
+    before = scene.tables()
+
+    assert not holder.poison(entry)
+
+    assert scene.tables() == before
+    assert scene.status(message_id) == Status.PENDING
+
+
+# -- finalize ---------------------------------------------------------------------------------------------
 
 
 def test_a_message_moved_on_during_the_send_is_not_flipped_back(scene: Scene) -> None:
@@ -386,12 +464,12 @@ def test_a_message_moved_on_during_the_send_is_not_flipped_back(scene: Scene) ->
     assert scene.received() == [message_id]
 
 
-def test_a_claimed_entry_whose_message_moved_on_is_dropped_unsent(scene: Scene) -> None:
-    """The message moves on between the claim and the payload read: the relay must not send it."""
+def test_an_entry_whose_message_moved_on_before_the_load_is_dropped_unsent(scene: Scene) -> None:
+    """The message moves on between the lease's renew and the payload read: the relay must not send it."""
     (message_id,) = ingest_messages(scene.outbox, 1)
     once_after(
         dynamodb_client(),
-        "after-call.dynamodb.TransactWriteItems",
+        "after-call.dynamodb.Query",
         lambda: scene.set_status(message_id, Status.COMPLETED),
     )
 
@@ -419,26 +497,27 @@ class SteppedClock(FakeClock):
 
 
 def test_a_relay_stalled_past_its_lease_before_the_send_sends_nothing(scene: Scene) -> None:
-    """The relay stalls between its claim and its send until the lease has run out: another relay may
-    hold the entry now. No send may start; the entry is given back unsent and the next run sends it once."""
+    """The relay stalls between its lease's renew and its send until the lease has run out: another relay
+    may hold the shard now. No send may start; the entry is left as it was and the next run sends it
+    once."""
     (message_id,) = ingest_messages(scene.outbox, 1)
     clock = SteppedClock()
     lease = scene.outbox.settings.lease_seconds
-    once_after(dynamodb_client(), "after-call.dynamodb.TransactWriteItems", lambda: clock.stall(lease))
+    once_after(dynamodb_client(), "after-call.dynamodb.BatchGetItem", lambda: clock.stall(lease))
 
     summary = make_relay(scene.outbox, clock).run(clock.monotonic() + 3600)
 
     assert summary.sent == 0
     assert scene.received() == []
     assert scene.status(message_id) == Status.PENDING
-    assert scene.entry(message_id).claim_token is None
+    assert (scene.entry(message_id).attempts, scene.entry(message_id).first_send_at) == (0, None)
     scene.settled_relay_run()
     assert scene.received() == [message_id]
 
 
 def test_a_send_retry_never_starts_past_the_lease(scene: Scene) -> None:
     """The first send call fails as a whole (the connection drops) and takes until past the lease. The
-    retry must not go out: the entry comes back as a possible send, for a later run with a claim of its
+    retry must not go out: the entry comes back as a possible send, for a later run under a lease of its
     own."""
     (message_id,) = ingest_messages(scene.outbox, 1)
     clock = SteppedClock()
@@ -457,132 +536,24 @@ def test_a_send_retry_never_starts_past_the_lease(scene: Scene) -> None:
 
     assert (summary.sent, len(calls)) == (0, 1)
     assert scene.received() == []
-    assert scene.entry(message_id).claim_token is None
+    assert scene.entry(message_id).first_send_at is not None  # it may have reached SQS
     scene.settled_relay_run()
     assert scene.received() == [message_id]
-
-
-# -- release ----------------------------------------------------------------------------------------------
-
-
-def test_a_stale_release_is_refused_while_another_relay_holds_the_claim(scene: Scene) -> None:
-    """A's send failed (or was held back) after its lease ran out and B claimed the entry. A's release,
-    counted or not, must not take B's claim away (a third relay could then send alongside B)."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    entry = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert a.claim(entry, scene.t0)
-    assert b.claim(entry, scene.after_lease)
-    before = scene.tables()
-
-    rolled_back = a.roll_back(entry, next_attempt_at_ms=scene.after_lease + 10_000)
-    held_back = a.hold_back(entry, claimed_at_ms=scene.t0)
-
-    assert (rolled_back, held_back) == (False, False)
-    assert scene.tables() == before
-
-
-def test_a_release_after_another_relays_finalize_creates_no_entry(scene: Scene) -> None:
-    """A release is an update: after B's finalize deleted the entry it must not create a half entry (no
-    message id, no state) that breaks every later read of its shard."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    entry = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert a.claim(entry, scene.t0)
-    assert b.claim(entry, scene.after_lease)
-    assert b.finalize(entry, scene.send_copy(message_id)).done == [entry]
-
-    rolled_back = a.roll_back(entry, next_attempt_at_ms=scene.after_lease + 10_000)
-    held_back = a.hold_back(entry, claimed_at_ms=scene.t0)
-
-    assert (rolled_back, held_back) == (False, False)
-    assert scene.outbox.entries() == []
-    assert scene.status(message_id) == Status.QUEUED
-    assert scene.received() == [message_id]
-
-
-def test_a_hold_back_keeps_the_first_send_stamp_of_an_earlier_claim(scene: Scene) -> None:
-    """B read the entry unstamped, but A claimed it first (and may have sent it) and died. B, holding it
-    back, removes only a stamp its own claim set: A's stays, so the next send counts as a possible resend
-    (and, on FIFO, its age against SQS's deduplication window). The claim itself is still given back."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    read_unstamped = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert a.claim(read_unstamped, scene.t0)
-    assert b.claim(read_unstamped, scene.after_lease)
-
-    assert b.hold_back(read_unstamped, claimed_at_ms=scene.after_lease)
-
-    entry = scene.entry(message_id)
-    assert (entry.claim_token, entry.lease_until) == (None, None)
-    assert entry.first_send_at == scene.t0
-    assert entry.attempts == 0
 
 
 # -- poison -----------------------------------------------------------------------------------------------
 
 
-def test_a_stale_poison_is_refused_while_another_relay_holds_the_claim(scene: Scene) -> None:
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    entry = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert a.claim(entry, scene.t0)
-    assert b.claim(entry, scene.after_lease)
-    before = scene.tables()
-
-    assert not a.poison(entry)
-
-    assert scene.tables() == before
-    assert scene.status(message_id) == Status.PENDING
-
-
-def test_a_stale_poison_after_another_relays_finalize_changes_nothing(scene: Scene) -> None:
-    """A's send was rejected, but its lease had run out and B delivered the message. A's poison must not
-    mark a QUEUED message FAILED, nor leave a parked half entry behind."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    entry = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert a.claim(entry, scene.t0)
-    assert b.claim(entry, scene.after_lease)
-    assert b.finalize(entry, scene.send_copy(message_id)).done == [entry]
-    before = scene.tables()
-
-    assert not a.poison(entry)
-
-    assert scene.tables() == before
-    assert scene.status(message_id) == Status.QUEUED
-    assert scene.outbox.entries() == []
-
-
 def test_a_poison_never_fails_a_message_moved_on_by_someone_else(scene: Scene) -> None:
     (message_id,) = ingest_messages(scene.outbox, 1)
     entry = scene.entry(message_id)
-    relay = scene.relay()
-    assert relay.claim(entry, scene.t0)
+    relay = scene.holder(entry)
     scene.set_status(message_id, Status.PROCESSING)
     before = scene.tables()
 
     assert not relay.poison(entry)
 
     assert scene.tables() == before
-
-
-def test_a_poison_keeps_the_first_send_stamp_of_an_earlier_claim(scene: Scene) -> None:
-    """B read the entry unstamped, but A claimed it first (and may have sent it) and died. B's send is
-    rejected for good: B parks the entry and removes only a stamp its own claim set, so a later requeue
-    still counts as a possible resend of A's copy."""
-    (message_id,) = ingest_messages(scene.outbox, 1)
-    read_unstamped = scene.entry(message_id)
-    a, b = scene.relay(), scene.relay()
-    assert a.claim(read_unstamped, scene.t0)
-    assert b.claim(read_unstamped, scene.after_lease)
-
-    assert b.poison(read_unstamped, unstamp_claimed_at_ms=scene.after_lease)
-
-    assert scene.status(message_id) == Status.FAILED
-    entry = scene.entry(message_id)
-    assert (entry.state, entry.claim_token) == (EntryState.PARKED, None)
-    assert entry.first_send_at == scene.t0
 
 
 # -- ingest -----------------------------------------------------------------------------------------------
@@ -672,7 +643,7 @@ def test_clearing_owed_ttl_keeps_the_ttl_of_a_message_finalized_meanwhile(scene:
     relay = scene.relay()
 
     def finalize() -> None:
-        assert relay.claim(entry, scene.t0)
+        assert relay.acquire(entry.shard, scene.t0)
         assert relay.finalize(entry, scene.send_copy(message_id)).done == [entry]
 
     result = _clear_owed_ttl_with(scene, finalize)
@@ -735,22 +706,21 @@ def test_a_requeue_racing_a_skip_is_refused(scene: Scene) -> None:
     assert scene.outbox.entries() == []
 
 
-def test_a_requeue_racing_another_requeue_leaves_the_relays_claim_alone(scene: Scene) -> None:
-    """The first requeue went through and a relay claimed the entry; the second requeue's transaction must
-    be refused, not reset the entry under the relay (its claim gone: another relay would send too)."""
-    message_id, parked = scene.failed_message()
-    relay = scene.relay()
+def test_a_requeue_racing_another_requeue_and_the_relays_delivery_is_refused(scene: Scene) -> None:
+    """The second operator read the message FAILED and its entry PARKED; the first requeue went through
+    and a relay delivered the message before the second requeue's transaction. It must be refused, not
+    make the QUEUED message PENDING again over a half entry (no message id) in the shard."""
+    message_id, _ = scene.failed_message()
 
-    def first_operator_and_a_claim() -> None:
+    def first_operator_and_a_relay() -> None:
         requeue(scene, message_id, actor="first")
-        assert relay.claim(scene.entry(message_id), scene.after_lease)
+        run_relay(make_relay(scene.outbox))
 
     with pytest.raises(admin.NotFailed, match="changed while this ran"):
-        requeue(scene, message_id, client=operator_client(first_operator_and_a_claim), actor="second")
+        requeue(scene, message_id, client=operator_client(first_operator_and_a_relay), actor="second")
 
-    assert scene.entry(message_id).claim_token == relay.token
-    assert relay.finalize(parked, scene.send_copy(message_id)).done == [parked]
     assert scene.status(message_id) == Status.QUEUED
+    assert scene.outbox.entries() == []
     assert scene.received() == [message_id]
 
 
@@ -773,18 +743,19 @@ def test_two_skips_at_once_the_second_is_refused(scene: Scene) -> None:
 
 
 def test_a_skip_racing_a_requeue_and_a_relay_is_refused(scene: Scene) -> None:
-    """The skip read the message FAILED; a requeue and a relay's claim came before its transaction. The
-    skip must not delete the claimed entry of a PENDING message: the relay's finalize would then fail and
-    the message stay PENDING with no entry, never sent."""
+    """The skip read the message FAILED; a requeue came before its transaction, and a relay took the
+    shard and read the entry READY. The skip must not mark the PENDING message skipped (its TTL would
+    delete it however the relay's send ends) nor delete the READY entry under the relay."""
     message_id, parked = scene.failed_message()
     relay = scene.relay()
 
-    def requeue_and_claim() -> None:
+    def requeue_and_a_relay() -> None:
         requeue(scene, message_id, actor="other")
-        assert relay.claim(scene.entry(message_id), scene.after_lease)
+        assert relay.acquire(parked.shard, scene.after_lease)
+        assert scene.entry(message_id).state == EntryState.READY
 
     with pytest.raises(admin.NotFailed, match="changed while this ran"):
-        skip(scene, message_id, client=operator_client(requeue_and_claim))
+        skip(scene, message_id, client=operator_client(requeue_and_a_relay))
 
     assert relay.finalize(parked, scene.send_copy(message_id)).done == [parked]
     message = scene.outbox.message(message_id)

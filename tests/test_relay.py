@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections import Counter
 
 from outbox.core.clients import dynamodb_client, sqs_client
 from outbox.core.domain import Status
@@ -15,6 +17,7 @@ from tests.conftest import (
     Outbox,
     ingest_messages,
     make_relay,
+    one_shard,
     receive_all,
     run_relay,
 )
@@ -98,17 +101,18 @@ class SendTimedClock(FakeClock):
 
 
 def test_deadline_stops_between_batches_and_leaves_no_half_state(outbox: Outbox) -> None:
+    outbox = one_shard(outbox)  # one shard: its batches of 5 follow one another
     ids = ingest_messages(outbox, 40)
     clock = SendTimedClock(seconds_per_send=10)
     sqs_client().meta.events.register("after-call.sqs.SendMessageBatch", clock.on_send)
-    relay = make_relay(outbox, clock, claim_batch_size=5, parallel_shards=1, batch_margin_seconds=0.0)
+    relay = make_relay(outbox, clock, batch_size=5, parallel_shards=1, batch_margin_seconds=0.0)
 
     summary = relay.run(25)  # batches start at t=0, 10 and 20 (one send each), then the deadline stops it
 
     assert not summary.drained
     assert summary.sent == 15
     entries = outbox.entries()
-    assert all("claim_token" not in entry for entry in entries)  # every claim finalized or given back
+    assert all("released" in lease for lease in outbox.leases().values())  # every lease given up
     with_entry = {entry["message_id"]["S"] for entry in entries}
     for message_id in ids:
         status = outbox.message(message_id)["status"]["S"]  # type: ignore[index]
@@ -125,7 +129,7 @@ def test_a_relay_started_past_its_deadline_does_nothing(outbox: Outbox) -> None:
 
 
 def _crash_run(outbox: Outbox, operation: str, when: str | None) -> None:
-    CrashAfter(dynamodb_client() if operation == "TransactWriteItems" else sqs_client(), operation, when=when)
+    CrashAfter(sqs_client() if operation == "SendMessageBatch" else dynamodb_client(), operation, when=when)
     try:
         run_relay(make_relay(outbox, parallel_shards=1))
     except Crash:
@@ -145,9 +149,11 @@ def _after_crash_the_next_run_completes(outbox: Outbox, ids: list[str]) -> list[
     return received
 
 
-def test_crash_after_claim_loses_nothing_and_sends_once(outbox: Outbox) -> None:
+def test_crash_after_the_lease_renew_loses_nothing_and_sends_once(outbox: Outbox) -> None:
+    """The relay dies holding the lease, its watermark written, before its first send: the next holder
+    takes the lease when it expires and sends everything once."""
     ids = ingest_messages(outbox, 12)
-    _crash_run(outbox, "TransactWriteItems", when="claim_token = :token, lease_until")
+    _crash_run(outbox, "UpdateItem", when="sending_upto = :upto")
     received = _after_crash_the_next_run_completes(outbox, ids)
     assert sorted(received) == sorted(ids)
 
@@ -174,20 +180,28 @@ def test_summary_is_json_ready(outbox: Outbox) -> None:
     assert {"sent", "rolled_back", "poisoned", "retries", "duplicates_possible", "drained"} <= set(summary)
 
 
-def test_short_shards_share_claim_batches(outbox: Outbox) -> None:
-    """40 messages over 8 shards (about 5 each) with claim batches of 10: 4 claims and 4 finalizes, not one
-    of each per shard; the leftovers of one shard fill the next shard's batch (ADR 0012)."""
+def test_each_shard_is_worked_under_its_own_lease_in_batches_of_its_own(outbox: Outbox) -> None:
+    """40 messages over 8 shards with batches of 10 (ADR 0018): a shard's batches are its own (no carry
+    across shards); per batch one renew and one finalize transaction (its lease's check first); per shard
+    an acquire, a release, one page and the read after the release. No entry write but the finalize."""
     ids = ingest_messages(outbox, 40)
+    per_shard = Counter(entry["shard"]["S"] for entry in outbox.entries())
+    busy = len(per_shard)
+    batches = sum(math.ceil(count / 10) for count in per_shard.values())
+    shards = outbox.settings.outbox_shards
     counter = CallCounter(dynamodb_client(), sqs_client())
 
-    summary = run_relay(make_relay(outbox, claim_batch_size=10))
+    summary = run_relay(make_relay(outbox, batch_size=10))
 
-    assert summary.sent == 40
+    assert (summary.sent, summary.shards_busy, summary.drained) == (40, 0, True)
     assert outbox.entries() == []
     assert sorted(message_id_of(m) for m in receive_all(outbox.resources.queue_url)) == sorted(ids)
-    assert counter.calls["TransactWriteItems"] == 8  # 4 claims + 4 finalizes
-    assert counter.calls["BatchGetItem"] == 4
-    assert counter.calls["Query"] == outbox.settings.outbox_shards  # one page per shard
+    assert counter.calls["TransactWriteItems"] == batches  # one finalize per batch, nothing else
+    assert counter.calls["UpdateItem"] == 2 * shards + batches  # acquire + release, and a renew per batch
+    assert counter.calls["BatchGetItem"] == batches
+    assert summary.batches == batches >= busy
+    assert counter.calls["Query"] == 2 * shards  # one page, and the read after the release
+    assert all("released" in lease for lease in outbox.leases().values())
 
 
 def test_fifo_resends_past_the_four_minute_window_are_sent_and_counted(fifo_outbox: Outbox) -> None:

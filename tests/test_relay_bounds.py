@@ -16,8 +16,9 @@ from outbox.core.settings import FIFO_RESEND_WINDOW_SECONDS
 from outbox.local.queue import message_id_of
 from outbox.ops import admin
 from outbox.testing.faults import FaultInjector, FaultKind
+from relay.entries import RunSummary
 from relay.store import UNPROCESSED_ROUNDS
-from tests.conftest import FakeClock, Outbox, ingest_messages, make_relay, receive_all, run_relay
+from tests.conftest import FakeClock, Outbox, ingest_messages, make_relay, one_shard, receive_all, run_relay
 
 
 class SteppingClock:
@@ -41,6 +42,7 @@ def _entries_by_message(outbox: Outbox) -> dict[str, dict[str, Any]]:
 
 
 def test_no_send_starts_once_the_lease_has_run_out_and_the_unsent_are_given_back(outbox: Outbox) -> None:
+    outbox = one_shard(outbox)  # one lease, one batch of 20
     ids = ingest_messages(outbox, 20)
     clock = SteppingClock()
     sends = 0
@@ -52,7 +54,7 @@ def test_no_send_starts_once_the_lease_has_run_out_and_the_unsent_are_given_back
             clock.advance(outbox.settings.lease_seconds)  # a stall: the lease is over
 
     sqs_client().meta.events.register("after-call.sqs.SendMessageBatch", lease_runs_out_after_the_first_send)
-    relay = make_relay(outbox, clock, claim_batch_size=20)  # type: ignore[arg-type]
+    relay = make_relay(outbox, clock, batch_size=20)  # type: ignore[arg-type]
 
     summary = relay.run(clock.monotonic() + 3600)
 
@@ -62,10 +64,10 @@ def test_no_send_starts_once_the_lease_has_run_out_and_the_unsent_are_given_back
     assert (summary.sent, summary.held_back, summary.drained) == (10, 10, False)
     left = _entries_by_message(outbox)
     assert set(left) == set(ids) - first
-    for entry in left.values():  # given back as they were: no claim, no attempt, no resend mark
+    for entry in left.values():  # left as they were: no attempt, no resend mark
         assert entry["state"] == {"S": EntryState.READY}
         assert entry["attempts"] == {"N": "0"}
-        assert not {"claim_token", "lease_until", "first_send_at"} & set(entry)
+        assert "first_send_at" not in entry
 
     again = relay.run(clock.monotonic() + 3600)
 
@@ -74,31 +76,31 @@ def test_no_send_starts_once_the_lease_has_run_out_and_the_unsent_are_given_back
 
 
 @pytest.mark.server
-def test_the_attempt_count_only_grows_when_a_relay_read_the_entry_before_another_relay_counted(
+def test_a_relay_that_read_an_entry_cannot_be_overtaken_by_another_relay_counting_it(
     server_outbox: Outbox,
 ) -> None:
-    (message_id,) = ingest_messages(server_outbox, 1)
+    """Under per-entry claims a relay B could count a failure between relay A's read and A's claim, and
+    A's count had to be an `ADD` on the stored one. Under the shard's lease (ADR 0018) B cannot start: its
+    acquire is refused while A holds the shard, and A counts once per attempt."""
+    outbox = one_shard(server_outbox)
+    (message_id,) = ingest_messages(outbox, 1)
     FaultInjector(sqs_client()).add("SendMessageBatch", FaultKind.ENTRY_FAILURE, times=None)
     clock = FakeClock()
-    run_relay(make_relay(server_outbox, clock))
-    assert _entries_by_message(server_outbox)[message_id]["attempts"] == {"N": "1"}
-    clock.advance(server_outbox.settings.max_backoff_seconds + 1)
-    interleaved = False
+    run_relay(make_relay(outbox, clock))
+    assert _entries_by_message(outbox)[message_id]["attempts"] == {"N": "1"}
+    clock.advance(outbox.settings.max_backoff_seconds + 1)
+    other: list[RunSummary] = []
 
-    def other_relay_fails_in_between(parsed: dict[str, Any], **_: Any) -> None:
-        """After relay A read the entry (attempts 1), relay B claims, fails and counts (attempts 2)."""
-        nonlocal interleaved
-        if interleaved or not any(item["message_id"]["S"] == message_id for item in parsed.get("Items", [])):
+    def other_relay_in_between(parsed: dict[str, Any], **_: Any) -> None:
+        if other or not any(item["message_id"]["S"] == message_id for item in parsed.get("Items", [])):
             return
-        interleaved = True
-        run_relay(make_relay(server_outbox, clock))
-        clock.advance(server_outbox.settings.max_backoff_seconds + 1)
+        other.append(run_relay(make_relay(outbox, clock)))
 
-    dynamodb_client().meta.events.register("after-call.dynamodb.Query", other_relay_fails_in_between)
-    run_relay(make_relay(server_outbox, clock))  # relay A: claims with its stale read, fails again
+    dynamodb_client().meta.events.register("after-call.dynamodb.Query", other_relay_in_between)
+    run_relay(make_relay(outbox, clock))  # relay A, with relay B started after A's read
 
-    assert interleaved
-    assert _entries_by_message(server_outbox)[message_id]["attempts"] == {"N": "3"}
+    assert [(summary.shards_busy, summary.rolled_back) for summary in other] == [(1, 0)]
+    assert _entries_by_message(outbox)[message_id]["attempts"] == {"N": "2"}
 
 
 @pytest.mark.server
@@ -138,7 +140,10 @@ def test_a_message_whose_send_may_have_reached_sqs_keeps_its_resend_mark(server_
     assert (later.sent, later.duplicates_possible) == (1, 1)
 
 
-def test_keys_dynamodb_keeps_leaving_unprocessed_stop_the_batch_after_a_bounded_wait(outbox: Outbox) -> None:
+def test_keys_dynamodb_keeps_leaving_unprocessed_stop_the_batch_after_a_bounded_wait(
+    outbox: Outbox,
+) -> None:
+    outbox = one_shard(outbox)  # one batch of 3
     ids = ingest_messages(outbox, 3)
     calls = 0
 
@@ -162,7 +167,7 @@ def test_keys_dynamodb_keeps_leaving_unprocessed_stop_the_batch_after_a_bounded_
     assert any("unprocessed" in error for error in summary.errors)
     assert receive_all(outbox.resources.queue_url) == []
     dynamodb_client().meta.events.unregister("after-call.dynamodb.BatchGetItem", leave_everything_unprocessed)
-    clock.advance(outbox.settings.lease_seconds + 1)  # the stopped batch's claims run out
+    assert all("released" in lease for lease in outbox.leases().values())  # nothing was sent: released
     assert run_relay(make_relay(outbox, clock)).sent == 3
     assert sorted(message_id_of(m) for m in receive_all(outbox.resources.queue_url)) == sorted(ids)
 

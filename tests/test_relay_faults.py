@@ -16,7 +16,7 @@ from outbox.core.domain import EntryState, Status, epoch_millis
 from outbox.local.queue import message_id_of
 from outbox.ops import admin
 from outbox.testing.faults import FaultInjector, FaultKind
-from relay.entries import RunSummary
+from relay.entries import Entry, RunSummary
 from tests.conftest import (
     FakeClock,
     Outbox,
@@ -108,7 +108,7 @@ def test_a_definite_rejection_poisons_at_once(server_outbox: Outbox) -> None:
     rejected, fine = ingest_messages(server_outbox, 2)
     FaultInjector(sqs_client()).add("SendMessageBatch", FaultKind.ENTRY_REJECTED, when=rejected, times=None)
 
-    summary = run_relay(make_relay(server_outbox, claim_batch_size=1))  # the fault rejects a whole batch
+    summary = run_relay(make_relay(server_outbox, batch_size=1))  # the fault rejects a whole batch
 
     assert (summary.poisoned, summary.sent) == (1, 1)
     assert server_outbox.message(rejected)["status"] == {"S": Status.FAILED}  # type: ignore[index]
@@ -130,19 +130,27 @@ def test_whole_call_failures_are_unknown_outcomes_and_not_counted(server_outbox:
 def test_finalize_that_keeps_failing_is_reported_and_delivered_later_with_the_same_id(
     server_outbox: Outbox,
 ) -> None:
+    """The victim's finalize stays undecided: its shard stops there and keeps its lease unreleased (the
+    watermark must count the resend, ADR 0018); the other shards are delivered. Once the lease ran out the
+    next holder sends the rest, and the victim again with the same message_id, counted."""
     ids = ingest_messages(server_outbox, 12)
-    victim, others = ids[0], ids[1:]
+    victim = ids[0]
+    shard_of = {entry["message_id"]["S"]: entry["shard"]["S"] for entry in server_outbox.entries()}
+    others = [mid for mid in ids if shard_of[mid] != shard_of[victim]]
     faults = FaultInjector(dynamodb_client()).add(
         "TransactWriteItems", FaultKind.TRANSACTION_CONFLICT, when=victim, times=None
     )
     clock = FakeClock()
 
-    summary = run_relay(make_relay(server_outbox, clock, claim_batch_size=1))  # the victim's batch alone
+    summary = run_relay(make_relay(server_outbox, clock, batch_size=1))  # the victim's batch alone
 
-    assert summary.finalize_failed >= 1
+    assert summary.finalize_failed == 1
     assert any("finalize failed" in error for error in summary.errors)
     assert all(server_outbox.message(mid)["status"] == {"S": Status.QUEUED} for mid in others)  # type: ignore[index]
     assert server_outbox.message(victim)["status"] == {"S": Status.PENDING}  # type: ignore[index]
+    lease = server_outbox.leases()[shard_of[victim]]
+    assert "released" not in lease
+    assert lease["sending_upto"] == {"S": Entry.from_item(_entry_of(server_outbox, victim)).entry_id}
 
     faults.clear()
     clock.advance(server_outbox.settings.lease_seconds + 1)
@@ -219,14 +227,14 @@ def test_a_fifo_batch_stopped_by_an_aws_error_holds_its_groups_back(
     )
     clock = FakeClock()
 
-    first = run_relay(make_relay(fifo, clock, claim_batch_size=2))
+    first = run_relay(make_relay(fifo, clock, batch_size=2))
 
     assert faults.injected[("BatchGetItem", FaultKind.SERVER_ERROR)] >= 1
     assert first.relay_errors >= 1
     assert receive_all(fifo.resources.queue_url) == []  # alpha's head is stuck: nothing of alpha goes out
     faults.clear()
     clock.advance(fifo.settings.lease_seconds + 1)
-    run_relay(make_relay(fifo, clock, claim_batch_size=2))
+    run_relay(make_relay(fifo, clock, batch_size=2))
 
     assert [message_id_of(m) for m in receive_all(fifo.resources.queue_url)] == ids
     assert fifo.entries() == []
@@ -310,3 +318,8 @@ def test_fifo_entry_faults_spare_resends_sqs_would_accept(
         assert faults.injected[("SendMessageBatch", FaultKind.ENTRY_REJECTED)] == 0
     else:
         assert status == {"S": Status.FAILED}  # what a later requeue would send a second time
+
+
+def _entry_of(outbox: Outbox, message_id: str) -> dict[str, Any]:
+    (entry,) = [item for item in outbox.entries() if item["message_id"]["S"] == message_id]
+    return entry

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from outbox.core.domain import EntryState
 from relay.entries import Entry
-from relay.policy import FifoGate, Settle, hold, judge_resend, retry_at_ms, settle_unsent
+from relay.leases import Watermark
+from relay.policy import FifoGate, Settle, first_send_time, hold, judge_resend, retry_at_ms, settle_unsent
 from relay.sender import Outcome, Outgoing, SendResult
 
 NOW_MS = 1_800_000_000_000
-CLAIMED_AT_MS = NOW_MS - 1_000
 
 
 def entry(entry_id: str, group: str | None = "g", **changes: object) -> Entry:
@@ -29,8 +29,6 @@ def entry(entry_id: str, group: str | None = "g", **changes: object) -> Entry:
         state=EntryState.READY,
         attempts=0,
         next_attempt_at=0,
-        lease_until=None,
-        claim_token=None,
         first_send_at=None,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
@@ -67,21 +65,6 @@ def test_a_group_blocked_earlier_in_the_run_stays_blocked() -> None:
     assert admission.blocks == frozenset()  # only the groups this page closes
 
 
-def test_a_refused_claim_gives_back_the_later_claimed_entries_of_its_group() -> None:
-    batch = [entry("1"), entry("2"), entry("3", group="h")]
-    sort = FifoGate(fifo=True).sort_claimed(batch, claimed={"2", "3"}, refused={"1"}, blocked=set())
-    assert [e.entry_id for e in sort.to_send] == ["3"]
-    assert [e.entry_id for e in sort.to_release] == ["2"]
-    assert sort.blocks == {"g"}
-
-
-def test_on_a_standard_queue_a_refused_claim_holds_nothing_back() -> None:
-    batch = [entry("1"), entry("2")]
-    sort = FifoGate(fifo=False).sort_claimed(batch, claimed={"2"}, refused={"1"}, blocked=set())
-    assert [e.entry_id for e in sort.to_send] == ["2"]
-    assert sort.to_release == ()
-
-
 @given(
     st.lists(
         st.tuples(st.sampled_from("abc"), st.booleans()),
@@ -105,38 +88,30 @@ def test_no_admitted_entry_overtakes_an_unclaimable_one_of_its_group(
 # -- an entry that was not sent ---------------------------------------------------------------------------
 
 
-def test_an_entry_held_back_counts_no_attempt_and_loses_only_its_own_stamp() -> None:
-    fresh = hold(entry("1"), claimed_at_ms=CLAIMED_AT_MS)
-    assert (fresh.action, fresh.attempts, fresh.counted) == (Settle.HOLD, 0, False)
-    assert fresh.unstamp_claimed_at_ms == CLAIMED_AT_MS
-    resent = hold(entry("1", first_send_at=CLAIMED_AT_MS - 60_000), claimed_at_ms=CLAIMED_AT_MS)
-    assert resent.unstamp_claimed_at_ms is None  # an earlier claim's stamp is kept
+def test_an_entry_held_back_counts_no_attempt_and_writes_nothing() -> None:
+    held = hold(entry("1", attempts=2))
+    assert (held.action, held.attempts, held.counted, held.maybe_sent) == (Settle.HOLD, 2, False, False)
 
 
 def test_a_rejection_poisons_at_once() -> None:
-    settlement = settle_unsent(
-        result(entry("1"), Outcome.REJECTED), claimed_at_ms=CLAIMED_AT_MS, max_attempts=5
-    )
+    settlement = settle_unsent(result(entry("1"), Outcome.REJECTED), max_attempts=5)
     assert (settlement.action, settlement.attempts, settlement.counted) == (Settle.POISON, 1, True)
+    assert not settlement.maybe_sent  # refused: never in the queue, no resend stamp
 
 
 def test_a_failure_rolls_back_until_the_attempts_run_out() -> None:
-    first = settle_unsent(result(entry("1"), Outcome.FAILED), claimed_at_ms=CLAIMED_AT_MS, max_attempts=3)
+    first = settle_unsent(result(entry("1"), Outcome.FAILED), max_attempts=3)
     assert (first.action, first.attempts) == (Settle.RELEASE, 1)
-    last = settle_unsent(
-        result(entry("1", attempts=2), Outcome.FAILED), claimed_at_ms=CLAIMED_AT_MS, max_attempts=3
-    )
+    last = settle_unsent(result(entry("1", attempts=2), Outcome.FAILED), max_attempts=3)
     assert (last.action, last.attempts) == (Settle.POISON, 3)
 
 
-def test_an_unknown_outcome_counts_no_attempt_and_keeps_the_stamp() -> None:
+def test_an_unknown_outcome_counts_no_attempt_and_stamps_the_entry() -> None:
     settlement = settle_unsent(
-        result(entry("1", attempts=2), Outcome.UNKNOWN, maybe_sent=True),
-        claimed_at_ms=CLAIMED_AT_MS,
-        max_attempts=3,
+        result(entry("1", attempts=2), Outcome.UNKNOWN, maybe_sent=True), max_attempts=3
     )
     assert (settlement.action, settlement.attempts, settlement.counted) == (Settle.RELEASE, 2, False)
-    assert settlement.unstamp_claimed_at_ms is None  # SQS may hold it: a later send is a resend
+    assert settlement.maybe_sent  # SQS may hold it: a later send is a resend
 
 
 def test_backoff_grows_and_stays_under_its_cap() -> None:
@@ -168,3 +143,15 @@ def test_a_standard_resend_is_a_possible_duplicate_without_a_window() -> None:
     resend = judge_resend(NOW_MS - 600_000, now_ms=NOW_MS, fifo=False)
     assert resend.duplicate_possible
     assert not resend.after_window
+
+
+def test_a_taken_over_watermark_dates_every_entry_up_to_it() -> None:
+    """ADR 0018: entries up to the old holder's `sending_upto` may have been sent since `sending_since`;
+    the earlier of that and the entry's own stamp applies, and entries past the watermark are not dated."""
+    watermark = Watermark(sending_upto="5", sending_since_ms=NOW_MS - 10_000)
+    assert first_send_time(entry("3"), watermark) == NOW_MS - 10_000
+    assert first_send_time(entry("5"), watermark) == NOW_MS - 10_000
+    assert first_send_time(entry("6"), watermark) is None
+    assert first_send_time(entry("3", first_send_at=NOW_MS - 60_000), watermark) == NOW_MS - 60_000
+    assert first_send_time(entry("6", first_send_at=NOW_MS - 60_000), watermark) == NOW_MS - 60_000
+    assert first_send_time(entry("3"), None) is None

@@ -61,7 +61,7 @@ def test_backoff_is_exponential_capped_and_jittered(attempts: int, expected_max:
 
 
 def _outgoing(number: int, size: int, group: str | None = None) -> Outgoing:
-    entry = Entry("0", f"e{number:04d}", f"m{number}", group, "READY", 0, 0, None, None, None)
+    entry = Entry("0", f"e{number:04d}", f"m{number}", group, "READY", 0, 0, None)
     return Outgoing(entry, "x" * size, {}, group)
 
 
@@ -78,11 +78,22 @@ def test_packing_respects_ten_entries_and_one_mebibyte_in_order() -> None:
 
 
 def test_entry_claimability() -> None:
-    ready = Entry("0", "e", "m", None, "READY", 0, 1000, None, None, None)
+    ready = Entry("0", "e", "m", None, "READY", 0, 1000, None)
     assert ready.claimable(1000)
     assert not ready.claimable(999)  # backing off
-    leased = Entry("0", "e", "m", None, "READY", 0, 0, 5000, "token", 1)
-    assert not leased.claimable(4000)
-    assert leased.claimable(5001)  # lease expired
-    parked = Entry("0", "e", "m", None, "PARKED", 8, 0, None, None, None)
+    parked = Entry("0", "e", "m", None, "PARKED", 8, 0, None)
     assert not parked.claimable(10**12)
+
+
+def test_claim_fields_of_items_written_before_shard_leases_are_ignored() -> None:
+    """ADR 0018: the shard's lease fences relays; an old item's live-looking claim holds nothing back."""
+    item = {
+        "shard": {"S": "0"},
+        "entry_id": {"S": "e"},
+        "message_id": {"S": "m"},
+        "state": {"S": "READY"},
+        "next_attempt_at": {"N": "0"},
+        "claim_token": {"S": "an old relay's"},
+        "lease_until": {"N": str(10**13)},
+    }
+    assert Entry.from_item(item).claimable(1000)

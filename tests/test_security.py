@@ -30,7 +30,7 @@ def test_payloads_never_reach_the_logs_during_a_relay_run_with_faults(
     FaultInjector(dynamodb_client(), seed=3).add("TransactWriteItems", FaultKind.SERVER_ERROR, times=2)
     clock = FakeClock()
     for _ in range(4):
-        run_relay(make_relay(server_outbox, clock, claim_batch_size=3), 30)
+        run_relay(make_relay(server_outbox, clock, batch_size=3), 30)
         clock.advance(600)
 
     ours = [r for r in caplog.records if not r.name.startswith(("botocore", "urllib3"))]

@@ -87,6 +87,21 @@ def test_an_expired_lease_is_taken_over_with_the_watermark_its_holder_left(any_o
     assert _stored(any_outbox, "3")["holder"]["S"] == "b"
 
 
+def test_a_resent_takeover_still_reports_the_watermark_it_took_over(any_outbox: Outbox) -> None:
+    """The takeover's response was lost and the acquire is sent again with the same holder: the old
+    holder's watermark is still on the item (an acquire does not clear it, and this acquisition has not
+    renewed yet), so the resends it may cause are still counted."""
+    leases = _leases(any_outbox)
+    old = leases.acquire("3", holder="a", now_ms=NOW)
+    assert old is not None
+    leases.renew(old, now_ms=NOW, sending_upto="entry-0042")
+    later = NOW + LEASE_SECONDS * 1000 + 1
+    assert leases.acquire("3", holder="b", now_ms=later) is not None
+    again = leases.acquire("3", holder="b", now_ms=later + 100)
+    assert again is not None
+    assert (again.fence, again.taken_over) == (3, Watermark("entry-0042", NOW))
+
+
 def test_a_released_lease_is_taken_at_once_and_leaves_no_watermark(any_outbox: Outbox) -> None:
     leases = _leases(any_outbox)
     old = leases.acquire("3", holder="a", now_ms=NOW)

@@ -23,7 +23,15 @@ from outbox.testing.faults import FaultInjector, FaultKind
 from outbox.testing.strict import install_strict_contract
 from relay.entries import Entry
 from relay.sender import MAX_BATCH_BYTES, Outcome, Outgoing, Sender
-from tests.conftest import FAST_RETRIES, Outbox, ingest_messages, make_relay, receive_all, run_relay
+from tests.conftest import (
+    FAST_RETRIES,
+    Outbox,
+    ingest_messages,
+    make_relay,
+    one_shard,
+    receive_all,
+    run_relay,
+)
 
 
 def _error(code: str) -> ClientError:
@@ -82,7 +90,7 @@ def test_the_strict_hook_answers_malformed_batches_as_real_sqs_spells_them(stric
 
 
 def _outgoing(number: int, body: str) -> Outgoing:
-    entry = Entry("0", f"e{number:04d}", f"m{number}", None, "READY", 0, 0, None, None, None)
+    entry = Entry("0", f"e{number:04d}", f"m{number}", None, "READY", 0, 0, None)
     return Outgoing(entry, body, {}, None)
 
 
@@ -109,6 +117,7 @@ def test_a_batch_refused_as_too_long_is_split_and_only_its_culprit_poisoned(serv
     """Over HTTP, every batch holding one message is refused as real SQS refuses it (`__type` the modeled
     name, `x-amzn-query-error` the prefixed code). The relay splits down to that message, poisons it, and
     delivers the rest in the same run."""
+    server_outbox = one_shard(server_outbox)  # the three in one batch, as a shard's batch holds them
     first, culprit, last = ingest_messages(server_outbox, 3)
     faults = FaultInjector(sqs_client()).add(
         "SendMessageBatch", FaultKind.BATCH_TOO_LONG, when=culprit, times=None

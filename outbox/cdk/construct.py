@@ -53,8 +53,9 @@ per item, not per partition key, so two lanes may ring one shard at once; claims
 # IAM: each role gets the actions of the API calls its code makes, and nothing else (ADR 0010, revision of
 # 2026-12-01). Inside `TransactWriteItems` every action is authorized as its own item action (Put → PutItem,
 # Update → UpdateItem, Delete → DeleteItem, ConditionCheck → ConditionCheckItem); a condition expression or
-# `ReturnValuesOnConditionCheckFailure` on a Put/Update/Delete needs nothing more. No transaction here has a
-# `ConditionCheck` action, so no role gets `dynamodb:ConditionCheckItem`. `sqs:SendMessage` also authorizes
+# `ReturnValuesOnConditionCheckFailure` on a Put/Update/Delete needs nothing more. Only the relay's
+# transactions have a `ConditionCheck` action (the shard lease's, on the Outbox table, ADR 0018), so only the
+# relay gets `dynamodb:ConditionCheckItem`, on that table alone. `sqs:SendMessage` also authorizes
 # `SendMessageBatch`. Tables use the AWS managed DynamoDB key and queues SSE-SQS: no `kms:*` for anyone.
 ENQUEUE_MESSAGES_ACTIONS: Final = ("dynamodb:PutItem",)
 """The message Put of the ingest transaction (outbox/data/transactions.py)."""
@@ -62,9 +63,15 @@ ENQUEUE_OUTBOX_ACTIONS: Final = ("dynamodb:PutItem",)
 """The entry Put of the same transaction."""
 READ_STATUS_ACTIONS: Final = ("dynamodb:GetItem",)
 """`GET /messages/{id}`, and a replayed POST whose cancellation did not carry the stored item."""
-RELAY_OUTBOX_ACTIONS: Final = ("dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:UpdateItem")
-"""Query a shard; claim and park (transaction Updates); release (UpdateItem); finalize (transaction
-Delete); drop a stale entry (DeleteItem). relay/store.py."""
+RELAY_OUTBOX_ACTIONS: Final = (
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+)
+"""Query a shard; acquire, renew and release its lease (UpdateItem, relay/leases.py); the lease's check in
+every relay transaction (ConditionCheck); roll back and park (transaction Updates); finalize and drop a
+stale entry (transaction Deletes). relay/store.py."""
 RELAY_MESSAGES_ACTIONS: Final = ("dynamodb:BatchGetItem", "dynamodb:UpdateItem")
 """Fetch payloads (BatchGetItem); PENDING→QUEUED at finalize and PENDING→FAILED at poison (transaction
 Updates)."""
@@ -245,7 +252,7 @@ class OutboxConstruct(Construct):
         return _grant(grantee, (READ_STATUS_ACTIONS, [self.messages_table.table_arn]))
 
     def grant_relay(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Everything a relay run does: claim, fetch, send, finalize, roll back, park."""
+        """Everything a relay run does: take shard leases, fetch, send, finalize, roll back, park."""
         return _grant(
             grantee,
             (RELAY_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),

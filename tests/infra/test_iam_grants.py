@@ -40,9 +40,10 @@ INGEST_GRANTS: Final = {
 }
 RELAY_GRANTS: Final = {
     ("Outbox", "dynamodb:Query"),  # read a shard
-    ("Outbox", "dynamodb:UpdateItem"),  # claim and park (transaction), release (UpdateItem)
-    ("Outbox", "dynamodb:DeleteItem"),  # finalize (transaction), drop a stale entry (DeleteItem)
-    ("Messages", "dynamodb:BatchGetItem"),  # fetch the claimed messages
+    ("Outbox", "dynamodb:UpdateItem"),  # shard leases (UpdateItem); roll back and park (transactions)
+    ("Outbox", "dynamodb:DeleteItem"),  # finalize, drop a stale entry (transactions)
+    ("Outbox", "dynamodb:ConditionCheckItem"),  # the shard lease's check in every relay transaction
+    ("Messages", "dynamodb:BatchGetItem"),  # fetch the messages of a batch
     ("Messages", "dynamodb:UpdateItem"),  # PENDING→QUEUED at finalize, PENDING→FAILED at poison
     ("Queue", "sqs:SendMessage"),  # SendMessageBatch
 }
@@ -81,9 +82,11 @@ ADMIN_COMMANDS: Final = {"status", "stats", "requeue", "skip", "clear-owed-ttl"}
 """The `outbox` commands an operator runs against a deployed stack: the operator policy's scope."""
 OTHER_COMMANDS: Final = {"init", "demo", "serve", "relay"}
 """Not the operator policy's: provisioning and local runs (moto), and a relay run (`grant_relay`'s)."""
-NEVER_GRANTED: Final = {"dynamodb:ConditionCheckItem", "sqs:GetQueueAttributes"}
-"""No transaction has a `ConditionCheck` action, and no code reads queue attributes (only a consumer's SQS
-mapping does, with the consumer's role: not in the default stack)."""
+NEVER_GRANTED: Final = {"sqs:GetQueueAttributes"}
+"""No code reads queue attributes (only a consumer's SQS mapping does, with the consumer's role: not in the
+default stack)."""
+CONDITION_CHECK_GRANTS: Final = {(names.RELAY_HANDLER, "Outbox")}
+"""The only `ConditionCheck` actions are the shard lease's in the relay's transactions (ADR 0018)."""
 
 
 @pytest.fixture
@@ -137,7 +140,9 @@ def test_operator_policy_grants_exactly_the_admin_actions(
     assert synth.template["Outputs"][names.OUTPUT_OPERATOR_POLICY]["Value"] == {"Ref": policy_id}
 
 
-def test_nothing_grants_condition_checks_or_queue_attributes(synthesized: Synthesized) -> None:
+def test_only_the_relay_checks_conditions_and_nothing_reads_queue_attributes(
+    synthesized: Synthesized,
+) -> None:
     documents = [
         value["Properties"]["PolicyDocument"]
         for value in synthesized.resources.values()
@@ -152,6 +157,17 @@ def test_nothing_grants_condition_checks_or_queue_attributes(synthesized: Synthe
         )
     }
     assert not actions & NEVER_GRANTED
+    checks = {
+        (handler, resource)
+        for handler in (names.INGEST_HANDLER, names.RELAY_HANDLER)
+        for resource, action in role_grants(synthesized, handler)
+        if action == "dynamodb:ConditionCheckItem"
+    }
+    assert checks == CONDITION_CHECK_GRANTS
+    operator = statement_grants(
+        _operator_policy(synthesized)["PolicyDocument"]["Statement"], resource_names(synthesized)
+    )
+    assert not any(action == "dynamodb:ConditionCheckItem" for _, action in operator)
 
 
 # --- what the code calls, recorded -----------------------------------------------------------------------
@@ -255,8 +271,7 @@ def test_relay_calls_exactly_what_its_role_grants(
         "dynamodb:Query",
         "dynamodb:TransactWriteItems",
         "dynamodb:BatchGetItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
+        "dynamodb:UpdateItem",  # the shard leases; every entry write is in a transaction
         "sqs:SendMessageBatch",
     }
     assert recorder.named(outbox.settings) == data_grants(role_grants(synthesized, names.RELAY_HANDLER))

@@ -252,7 +252,12 @@ def test_relay_permissions_are_pinned(synthesized: Synthesized) -> None:
             "Resource": _arn(_log_group_of(synthesized, names.RELAY_HANDLER)),
         },
         {
-            "Action": ["dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            "Action": [
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ],
             "Effect": "Allow",
             "Resource": _arn(outbox),
         },
