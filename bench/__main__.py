@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
-# Before the handlers are imported: their loggers read the level once. Per-message INFO lines would bury
-# the table (and cost time that is not the library's).
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+if __name__ == "__main__":
+    # Before the handlers are imported: their loggers read the level once. Per-message INFO lines would
+    # bury the table (and cost time that is not the library's). Only as a command: importing this module
+    # (the tests do) must not change the environment of the process, and of the commands it starts.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 import argparse
 import json
@@ -21,6 +23,20 @@ from bench.startup import HANDLER_MODULES, import_seconds, lambda_asset
 from relay.core import RelayConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def draw_charts(folder: Path) -> None:
+    """The SVG charts beside the tables (bench/charts.py). The tables are written first: a chart that
+    cannot be drawn, or matplotlib missing, is a line on stderr and never loses them or the exit code."""
+    try:
+        from bench import charts  # noqa: PLC0415 - matplotlib loads after the tables are safe
+
+        outcomes = charts.draw(folder, folder)
+    except Exception as exc:
+        print(f"bench: charts not drawn ({type(exc).__name__}: {exc}); the tables are saved", file=sys.stderr)
+        return
+    for outcome in outcomes:
+        print(f"bench: {outcome.note}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.output / "latest.md").write_text(table, encoding="utf-8")
     data = document(scenarios, imports=imports, asset=asset, command=command, config=config)
     (args.output / "latest.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    draw_charts(args.output)
     delivered = all(s.ours.delivery.ok and s.naive.delivery.ok for s in scenarios)
     return 0 if delivered else 1
 
