@@ -19,7 +19,7 @@ from outbox.consumer.transitions import Claim, claim_update
 from outbox.core.clients import dynamodb_client, sqs_client
 from outbox.data.messages import read_message
 from outbox.ingest.service import status_record
-from outbox.local.consumer import QueuePoller
+from outbox.local.consumer import QueuePoller, lambda_sqs_event
 from tests.conftest import Outbox, ingest_messages, make_relay, receive_all, run_relay
 
 if TYPE_CHECKING:
@@ -59,21 +59,11 @@ def _relayed(outbox: Outbox, count: int) -> tuple[list[str], list[dict[str, Any]
 
 
 def _record(message: dict[str, Any]) -> dict[str, Any]:
-    """An SQS message as Lambda's event source mapping hands it to a function."""
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": {"ApproximateReceiveCount": "1"},
-        "messageAttributes": {
-            name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
-            for name, value in message.get("MessageAttributes", {}).items()
-        },
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue",
-        "awsRegion": "us-east-1",
-    }
+    """An SQS message as Lambda's event source mapping hands it to a function (the local stand-in's shape)."""
+    (record,) = lambda_sqs_event([message], "arn:aws:sqs:us-east-1:123456789012:queue", "us-east-1")[
+        "Records"
+    ]
+    return record
 
 
 def _process(consumer: OutboxConsumer, records: list[dict[str, Any]], work: Callable[..., Any]) -> set[str]:
