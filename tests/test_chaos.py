@@ -12,11 +12,30 @@ from typing import Any
 
 import pytest
 
-from chaos.checker import Accepted, order_violations_in
+from chaos.checker import Accepted, Figures, order_violations_in
 from chaos.doorbell import Perturbation, StreamFeed
 from chaos.runner import Scenario, run_scenario
 
 pytestmark = pytest.mark.server
+
+
+def _assert_the_invariants(figures: Figures, *, fifo: bool) -> None:
+    """What every scenario must end with (ADR 0013): nothing lost or stuck, no status moved back, every
+    duplicate explained (and none on FIFO, in order)."""
+    details = figures.as_dict()
+    assert figures.lost == 0, details
+    assert figures.wrong_payload == 0, details
+    assert figures.stuck_entries == 0, details
+    assert figures.regressions == 0, details
+    assert figures.vanished == 0, details
+    assert not figures.ingest_bugs, details
+    assert figures.queued == figures.accepted, details
+    if fifo:
+        assert figures.duplicates == 0, details
+        assert figures.order_violations == 0, figures.order_violation_samples
+    else:
+        assert figures.duplicates_unexplained == 0, details
+    assert figures.ok, details
 
 
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
@@ -43,19 +62,7 @@ def test_small_chaos_scenario_loses_nothing(fifo: bool) -> None:
     assert figures.simulated_kills >= 1, details
     assert figures.sigkills >= 1, details
     assert figures.max_concurrent_relays >= 2, details
-    assert figures.lost == 0, details
-    assert figures.wrong_payload == 0, details
-    assert figures.stuck_entries == 0, details
-    assert figures.regressions == 0, details
-    assert figures.vanished == 0, details
-    assert not figures.ingest_bugs, details
-    assert figures.queued == figures.accepted, details
-    if fifo:
-        assert figures.duplicates == 0, details
-        assert figures.order_violations == 0, figures.order_violation_samples
-    else:
-        assert figures.duplicates_unexplained == 0, details
-    assert figures.ok, details
+    _assert_the_invariants(figures, fifo=fifo)
 
 
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
@@ -101,19 +108,7 @@ def test_doorbell_relays_on_a_perturbed_stream_lose_nothing(fifo: bool) -> None:
     assert figures.faults_total > 0, details
     # the same invariants as without it
     assert figures.accepted == 150, details
-    assert figures.lost == 0, details
-    assert figures.wrong_payload == 0, details
-    assert figures.stuck_entries == 0, details
-    assert figures.regressions == 0, details
-    assert figures.vanished == 0, details
-    assert not figures.ingest_bugs, details
-    assert figures.queued == figures.accepted, details
-    if fifo:
-        assert figures.duplicates == 0, details
-        assert figures.order_violations == 0, figures.order_violation_samples
-    else:
-        assert figures.duplicates_unexplained == 0, details
-    assert figures.ok, details
+    _assert_the_invariants(figures, fifo=fifo)
 
 
 def test_the_checker_reports_a_group_received_out_of_order() -> None:
