@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -54,10 +54,17 @@ class DeadLetter:
     """None: an SQS message without our `message_id` attribute (not sent by the relay)."""
     receive_count: int
     sent_at: str | None
-    status: str | None
-    """The message's status after this command (None: no such message in the table)."""
-    last_error: str | None
     receipt_handle: str = ""
+    record: MessageRecord | None = field(default=None, repr=False, compare=False)
+    """The message item as this command left it (None: no such message in the table)."""
+
+    @property
+    def status(self) -> str | None:
+        return self.record.status if self.record is not None else None
+
+    @property
+    def last_error(self) -> str | None:
+        return self.record.last_error if self.record is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,23 +187,24 @@ def _marked(
     sent_at = iso(datetime.fromtimestamp(int(sent) / 1000, tz=now.tzinfo)) if sent else None
     record = read_message(dynamodb, settings.messages_table, message_id) if message_id else None
     if record is not None and record.status in MARKABLE:
-        _mark_dead_lettered(dynamodb, settings, record, receive_count=receive_count, now=now)
-        record = read_message(dynamodb, settings.messages_table, record.message_id)
+        if _mark_dead_lettered(dynamodb, settings, record, receive_count=receive_count, now=now):
+            record = replace(record, status=Status.DEAD_LETTERED, dead_lettered_at=iso(now))
+        else:  # it moved on meanwhile: show it as it is now
+            record = read_message(dynamodb, settings.messages_table, record.message_id)
     return DeadLetter(
         message_id=message_id,
         receive_count=receive_count,
         sent_at=sent_at,
-        status=record.status if record else None,
-        last_error=record.last_error if record else None,
         receipt_handle=str(message["ReceiptHandle"]),
+        record=record,
     )
 
 
 def _mark_dead_lettered(
     dynamodb: DynamoDBClient, settings: Settings, record: MessageRecord, *, receive_count: int, now: datetime
-) -> None:
-    """→ DEAD_LETTERED, conditional on the status read; a message that moved on meanwhile is left as it is.
-    It keeps (or gets back) a TTL-free life while it waits for an operator: still owed."""
+) -> bool:
+    """→ DEAD_LETTERED, conditional on the status read; a message that moved on meanwhile is left as it is
+    (False). It keeps (or gets back) a TTL-free life while it waits for an operator: still owed."""
     try:
         dynamodb.update_item(
             TableName=settings.messages_table,
@@ -217,13 +225,15 @@ def _mark_dead_lettered(
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
             raise
+        return False
+    return True
 
 
 def _redrive_one(
     letter: DeadLetter, *, dynamodb: DynamoDBClient, settings: Settings, actor: str, now: datetime
 ) -> Redriven:
     message_id = letter.message_id or ""
-    record = read_message(dynamodb, settings.messages_table, message_id)
+    record = letter.record  # as `dead_letters` just read (and marked) it: the redrive is conditional on it
     if record is not None and record.status == Status.COMPLETED:
         return Redriven(message_id, "already_completed")
     reason = _not_redrivable(record, settings, now)
@@ -241,8 +251,8 @@ def _redrive_one(
     except TransactionCancelled:
         return Redriven(message_id, "left_alone", "it changed while this ran; look again")
     logger.info("message redriven from the dead-letter queue", message_id=message_id, actor=actor)
-    after = read_message(dynamodb, settings.messages_table, message_id)
-    return Redriven(message_id, "redriven", redrive_count=_redrive_count(after))
+    # The transaction's condition held the status it read, so the count it added to is the one read.
+    return Redriven(message_id, "redriven", redrive_count=record.redrive_count + 1)
 
 
 def _not_redrivable(record: MessageRecord | None, settings: Settings, now: datetime) -> str:
@@ -295,7 +305,3 @@ def _redrive_message_action(
 
 def _parsed(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def _redrive_count(record: MessageRecord | None) -> int:
-    return record.redrive_count if record is not None else 0
