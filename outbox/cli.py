@@ -45,6 +45,7 @@ from rich.table import Table
 
 from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.core.errors import InvalidRequest, MessageNotFound, OutboxError
+from outbox.core.functions import WAIT_FOR_BUSY_SHARDS
 from outbox.core.settings import Settings, SettingsError
 from outbox.provisioning import (
     DEFAULT_PREFIX,
@@ -287,6 +288,9 @@ def relay(
 ) -> None:
     """Run the relay once with the current environment; print its summary as one JSON line on stdout.
 
+    One pass over every shard: a shard another relay is draining is waited for (up to one lease, 60 s by
+    default) rather than skipped; one still held after that counts in shards_busy and drained is false.
+
     Exit 1 when the run sent nothing and something failed: relay_errors or finalize_failed above 0 (every
     shard stopped on a wrong table name, an endpoint that refuses connections, a missing permission...),
     or sends rolled back or parked as FAILED (a wrong QUEUE_URL...); stderr says why in one line. Exit 0
@@ -302,7 +306,7 @@ def relay(
 
     settings = Settings.from_env()
     _require_aws()
-    summary = run_relay(max_seconds)
+    summary = run_relay(max_seconds, {WAIT_FOR_BUSY_SHARDS: True})
     print(json.dumps(summary.reported, sort_keys=True), flush=True)
     errors = summary.relay_errors + summary.finalize_failed
     if summary.sent == 0 and (errors or summary.rolled_back or summary.poisoned):

@@ -1,6 +1,7 @@
 """The relay: move outbox entries to SQS, then mark their messages QUEUED (docs/design.md §4).
 
-Per shard (ADR 0018): acquire the shard's fenced lease (refused: another relay drains it, skip it); then,
+Per shard (ADR 0018): acquire the shard's fenced lease (refused: another relay drains it, skip it, or wait
+for it up to one lease when the run was asked for a full pass, as `outbox relay --once` is); then,
 oldest entry first, batch by batch: renew the lease with the batch's watermark, fetch the payloads, send,
 and finalize the accepted messages (the lease's `ConditionCheck`, then PENDING→QUEUED + entry deleted per
 message, one transaction). What was not accepted is rolled back with backoff or poisoned (each behind the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +57,8 @@ plus a second for the clocks of two relays to disagree."""
 BATCH_SIZE: Final = 49
 """Entries sent and finalized together: the lease's check and 2 actions x 49 fill a finalize transaction
 (99 of DynamoDB's 100 actions)."""
+BUSY_SHARD_POLL_SECONDS: Final = 0.5
+"""How often a run that waits for busy shards tries their leases again."""
 _T = TypeVar("_T")
 
 
@@ -84,6 +88,8 @@ class _Worker:
     (a group lives in exactly one shard, so one set serves every shard of the worker)."""
 
     deadline: float
+    wait_for_busy: bool = False
+    """Wait up to one lease for a shard another relay holds instead of skipping it (a full pass)."""
     summary: RunSummary = field(default_factory=RunSummary)
     blocked: set[str] = field(default_factory=set)
 
@@ -145,12 +151,14 @@ class Relay:
         retry_policy: RetryPolicy | None = None,
         config: RelayConfig | None = None,
         rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings
         self._clock = clock or SystemClock()
         self._retry = retry_policy or RetryPolicy()
         self._config = config or RelayConfig()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._sleep = sleep
         self._gate = FifoGate(fifo=settings.fifo)
         self.store = OutboxStore(
             dynamodb,
@@ -163,13 +171,20 @@ class Relay:
         )
         self._sender = Sender(sqs, settings.queue_url, retry_policy=self._retry, fifo=settings.fifo)
 
-    def run(self, deadline: float, shards: Collection[str] | None = None) -> RunSummary:
+    def run(
+        self, deadline: float, shards: Collection[str] | None = None, *, wait_for_busy: bool = False
+    ) -> RunSummary:
         """Relay until the outbox is drained or `deadline` (a `clock.monotonic()` value) is near.
 
         `shards`: only these shards (a doorbell names the shards its stream records came from); by
         default every shard, as the scheduled sweep does. A name that is not a shard of this outbox is
         ignored: the stream of a table with more shards than the settings say still only wakes ours (and
-        a lease's own partition, `lease#n`, is no shard)."""
+        a lease's own partition, `lease#n`, is no shard).
+
+        `wait_for_busy`: a shard another relay holds is waited for, up to one lease (its holder releases
+        it, or the lease runs out and is taken over), instead of skipped; one still held after that is
+        counted in `shards_busy` and makes the run undrained. A full pass for an operator (`outbox relay
+        --once`); the schedule and the doorbell skip busy shards, whose holder drains them."""
         count = self._settings.outbox_shards
         start = self._rng.randrange(count)  # overlapping runs start on different shards, not on each other
         order = [str((start + offset) % count) for offset in range(count)]
@@ -185,16 +200,17 @@ class Relay:
         summary = RunSummary()
         workers = max(1, min(len(order), self._config.parallel_shards))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relay-shard") as pool:
-            for worker in pool.map(lambda _: self._work(next_shard, deadline), range(workers)):
+            for worker in pool.map(
+                lambda _: self._work(next_shard, _Worker(deadline, wait_for_busy)), range(workers)
+            ):
                 summary.merge(worker.summary)
         return summary
 
     # -- one worker --------------------------------------------------------------------------------
 
-    def _work(self, next_shard: Callable[[], str | None], deadline: float) -> _Worker:
+    def _work(self, next_shard: Callable[[], str | None], worker: _Worker) -> _Worker:
         """Drain shards one after another, each under its own lease; a shard's batches are its own
         (ADR 0018: the carry of ADR 0012 would mix leases in one finalize)."""
-        worker = _Worker(deadline)
         while (shard := next_shard()) is not None:
             self._guarded(f"shard {shard}", worker, partial(self._drain_shard, shard, worker))
         return worker
@@ -217,8 +233,12 @@ class Relay:
         seen: set[str] = set()
         while not self._out_of_time(worker):
             lease = self._acquire(name, worker)
+            if lease is None and worker.wait_for_busy:
+                lease = self._wait_for(name, worker)
             if lease is None:
                 worker.summary.shards_busy += 1
+                if worker.wait_for_busy:
+                    worker.summary.drained = False  # a full pass was asked for, and this shard was not in it
                 return
             shard = _Shard(name, lease, seen)
             try:
@@ -241,6 +261,21 @@ class Relay:
             lambda: self.leases.acquire(shard, holder=holder, now_ms=epoch_millis(self._clock.now())),
             budget_seconds=worker.deadline - self._clock.monotonic(),
         )
+
+    def _wait_for(self, shard: str, worker: _Worker) -> ShardLease | None:
+        """Try a busy shard's lease again every `BUSY_SHARD_POLL_SECONDS` for up to one lease: its holder
+        releases it when the shard is drained, or dies and the lease runs out (then ours takes it over,
+        with the watermark). None when it is still held then, or the run's deadline came first."""
+        until = min(
+            self._clock.monotonic() + self._settings.lease_seconds + BUSY_SHARD_POLL_SECONDS,
+            worker.deadline - self._config.batch_margin_seconds,
+        )
+        while self._clock.monotonic() + BUSY_SHARD_POLL_SECONDS <= until:
+            self._sleep(BUSY_SHARD_POLL_SECONDS)
+            lease = self._acquire(shard, worker)
+            if lease is not None:
+                return lease
+        return None
 
     def _release(self, shard: _Shard, worker: _Worker) -> bool:
         """Give the lease up unless a write under it failed (`keep`). False when there was nothing to give

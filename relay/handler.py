@@ -1,5 +1,8 @@
 """Relay Lambda (`relay.handler.handler`): a scheduled sweep of every shard, or the shards a doorbell rang
-(a DynamoDB stream batch, relay/doorbell.py); a summary back, metrics out (EMF)."""
+(a DynamoDB stream batch, relay/doorbell.py); a summary back, metrics out (EMF).
+
+A manual invocation with `{"wait_for_busy_shards": true}` (what `outbox relay --once` sends) is a full
+pass: a shard another relay holds is waited for, up to one lease, rather than skipped."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from outbox.core.clients import dynamodb_client, sqs_client
-from outbox.core.functions import DOORBELL_RUN_SECONDS, RELAY_STOP_MARGIN_SECONDS
+from outbox.core.functions import DOORBELL_RUN_SECONDS, RELAY_STOP_MARGIN_SECONDS, WAIT_FOR_BUSY_SHARDS
 from outbox.core.settings import Settings
 from relay.clock import SystemClock
 from relay.core import Relay
@@ -70,7 +73,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     relay = _relay()
     deadline = _clock.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
     try:
-        summary = relay_rung(relay, deadline, shards_rung(event))
+        shards = shards_rung(event)
+        full_pass = shards is None and event.get(WAIT_FOR_BUSY_SHARDS) is True
+        summary = relay_rung(relay, deadline, shards, wait_for_busy=full_pass)
         publish_metrics(metrics, summary)
     finally:
         _flush(metrics)
@@ -78,15 +83,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return summary.as_dict()
 
 
-def relay_rung(relay: Relay, deadline: float, shards: frozenset[str] | None) -> RunSummary:
+def relay_rung(
+    relay: Relay, deadline: float, shards: frozenset[str] | None, *, wait_for_busy: bool = False
+) -> RunSummary:
     """One sweep of every shard (`shards` None: the schedule), or the rung shards until a pass over them
     sends nothing more: entries written while a pass was reading are taken by the next pass rather than
     left for another invocation. A rung invocation works for `DOORBELL_RUN_SECONDS` at most. A pass that
     could not finish (deadline, an AWS error) ends the loop; what it left is the sweep's, or the next
-    doorbell's."""
+    doorbell's. `wait_for_busy`: a sweep that waits for busy shards (`Relay.run`)."""
     if shards is not None:
         deadline = min(deadline, _clock.monotonic() + DOORBELL_RUN_SECONDS)
-    summary = relay.run(deadline, shards)
+    summary = relay.run(deadline, shards, wait_for_busy=wait_for_busy)
     last = summary
     while shards and last.sent and last.drained and _clock.monotonic() < deadline:
         last = relay.run(deadline, shards)

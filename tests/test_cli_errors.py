@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from outbox.core.clients import dynamodb_client
 from outbox.local.emulator import EmbeddedAws
-from tests.conftest import Outbox, ingest_messages
+from outbox.local.queue import message_id_of
+from relay.leases import ShardLeases
+from tests.conftest import Outbox, ingest_messages, receive_all
 
 pytestmark = pytest.mark.server
 
@@ -246,6 +249,28 @@ def test_relay_once_that_works_exits_0_with_nothing_on_stderr(
 
     assert (result.returncode, result.stderr) == (0, "")
     assert json.loads(result.stdout)["sent"] == 3
+
+
+def test_relay_once_waits_for_shards_another_relay_holds_and_sends_what_they_hold(
+    tmp_path: Path, moto_server: EmbeddedAws, server_outbox: Outbox
+) -> None:
+    """A full pass (ADR 0018): every shard is held by a relay that died 2 s into its lease; the command
+    waits for the leases to run out rather than skipping the shards and reporting nothing to do."""
+    ids = ingest_messages(server_outbox, 3)
+    dead_holder = ShardLeases(
+        dynamodb_client(), outbox_table=server_outbox.resources.outbox_table, lease_seconds=2
+    )
+    now_ms = int(time.time() * 1000)
+    for shard in range(server_outbox.settings.outbox_shards):
+        assert dead_holder.acquire(str(shard), holder="dead", now_ms=now_ms) is not None
+
+    result = outbox("relay", "--once", env=_server_env(tmp_path, moto_server, server_outbox))
+
+    assert (result.returncode, result.stderr) == (0, "")
+    summary = json.loads(result.stdout)
+    assert (summary["sent"], summary["shards_busy"], summary["drained"]) == (3, 0, True)
+    received = {message_id_of(message) for message in receive_all(server_outbox.resources.queue_url)}
+    assert received == set(ids)
 
 
 # -- init in a fresh shell -----------------------------------------------------------------------------

@@ -20,3 +20,6 @@ DOORBELL_RUN_SECONDS: Final = 10.0
 records behind its batch wait; bounding it keeps the mapping's iterator age, which the stack alarms on, a
 measure of the doorbell falling behind rather than of one invocation's loop. A backlog it leaves is the
 next batch's, or the sweep's (which runs to the function's timeout)."""
+WAIT_FOR_BUSY_SHARDS: Final = "wait_for_busy_shards"
+"""A manual relay invocation whose event holds this key set to true is a full pass: a shard another relay
+holds is waited for, up to one lease, rather than skipped (`outbox relay --once` sends it; ADR 0018)."""
