@@ -441,7 +441,7 @@ def run_consumer_bench(
     with _embedded({"POWERTOOLS_LOG_LEVEL": "WARNING"}) as aws:
         lookup, lookup_sqs = aws.dynamodb(), aws.sqs()
         resources = provision(lookup, lookup_sqs, prefix=PREFIX)
-        settings = _settings(resources)
+        settings = _settings(resources, apart=True)
         make, payload_bytes = payload_of(payload_kb, settings)
         progress(f"accepting {messages:,} messages of {payload_kb:g} KB (outbox.api.enqueue)")
         ids = _load(lookup, settings, make, messages)

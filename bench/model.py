@@ -67,8 +67,9 @@ def dollars_per_million(write_units_per_message: float, read_units_per_message: 
 
 @dataclass(frozen=True, slots=True)
 class Floor:
-    """What DynamoDB and SQS make unavoidable: ingest one 2-item transaction; relay a 2-item finalize
-    (packed 50 to a 100-action transaction), a consistent BatchGetItem of 100, a SendMessageBatch of 10;
+    """What DynamoDB and SQS make unavoidable in this layout: ingest one 2-item transaction (and the
+    payload's `PutItem` when it is stored apart); relay a 2-item finalize (packed 50 to a 100-action
+    transaction), a consistent BatchGetItem of 100 (and one of the payloads), a SendMessageBatch of 10;
     no claims and no reads of the outbox."""
 
     ingest_calls: float
@@ -79,15 +80,27 @@ class Floor:
     relay_sqs_requests: float
 
 
-def floor(*, message_bytes: int, queued_message_bytes: int, entry_bytes: int, sqs_bytes: int) -> Floor:
+def floor(
+    *,
+    message_bytes: int,
+    queued_message_bytes: int,
+    entry_bytes: int,
+    sqs_bytes: int,
+    payload_item_bytes: int = 0,
+) -> Floor:
+    """`payload_item_bytes`: the payload's own item when it is stored apart (ADR 0023): one plain `PutItem`
+    at ingest and one more consistent read (in a `BatchGetItem` of 100) at the relay."""
     batch = 10
+    apart = payload_item_bytes > 0
     return Floor(
-        ingest_calls=1.0,
-        ingest_write_units=2.0 * (write_units(message_bytes) + write_units(entry_bytes)),
-        relay_calls=1 / 10 + 1 / 100 + 1 / 50,
+        ingest_calls=2.0 if apart else 1.0,
+        ingest_write_units=(write_units(payload_item_bytes) if apart else 0)
+        + 2.0 * (write_units(message_bytes) + write_units(entry_bytes)),
+        relay_calls=1 / 10 + 1 / 100 + 1 / 50 + (1 / 100 if apart else 0),
         relay_write_units=2.0
         * (write_units(max(message_bytes, queued_message_bytes)) + write_units(entry_bytes)),
-        relay_read_units=read_units(message_bytes, consistent=True),
+        relay_read_units=read_units(message_bytes, consistent=True)
+        + (read_units(payload_item_bytes, consistent=True) if apart else 0),
         relay_sqs_requests=sqs_requests(batch * sqs_bytes) / batch,
     )
 

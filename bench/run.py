@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 from unittest import mock
 
@@ -22,6 +22,8 @@ from outbox.api import enqueue, outbox_write
 from outbox.core.clients import CLIENT_CONFIG, reset_clients
 from outbox.core.domain import Status
 from outbox.core.settings import Settings
+from outbox.core.validation import validate_message
+from outbox.data.transactions import payload_put_item, place_payload, prepare_message, transaction_items
 from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
 from outbox.local.queue import drain_queue, message_id_of
@@ -180,6 +182,10 @@ class Scenario:
     sqs_message_bytes: int
     ingest: Cost
     ingest_latency_ms: dict[str, float]
+    naive_ingest: Cost
+    """The naive relay's load, accepted in the layout before ADR 0023 (every payload in its message item)."""
+    payload_item_bytes: int
+    """The payload's own item when ours stores it apart (ADR 0023); 0 when it stays in the message item."""
     ours: RelayResult
     naive: RelayResult
     floor: model.Floor
@@ -201,7 +207,9 @@ class Scenario:
             "queued_message_item_bytes": self.queued_message_item_bytes,
             "entry_item_bytes": self.entry_item_bytes,
             "sqs_message_bytes": self.sqs_message_bytes,
+            "payload_item_bytes": self.payload_item_bytes,
             "ingest": self.ingest.as_dict(),
+            "naive_ingest": self.naive_ingest.as_dict(),
             "ingest_handler_latency_ms_on_moto": self.ingest_latency_ms,
             "ours": self.ours.as_dict(),
             "naive": self.naive.as_dict(),
@@ -221,9 +229,10 @@ def _put_item(items: Sequence[Any], index: int) -> dict[str, Any]:
 def payload_maker(payload_kb: int, settings: Settings) -> tuple[Callable[[int], dict[str, object]], int]:
     """A payload of `payload_kb` x 1024 - 424 bytes as stored (compact JSON), and that size."""
     target = payload_kb * 1024 - ITEM_OVERHEAD_BYTES
+    inline = replace(settings, payloads_table=None)  # sized as text, never written (ADR 0023)
 
     def stored(payload: dict[str, object]) -> int:
-        return len(_put_item(outbox_write(payload, settings=settings).items, 0)["payload"]["S"])
+        return len(_put_item(outbox_write(payload, settings=inline).items, 0)["payload"]["S"])
 
     pad = target - stored({"order": 0, "data": ""})
 
@@ -262,11 +271,13 @@ def _embedded(extra_env: dict[str, str] | None = None) -> Iterator[_Aws]:
             reset_clients()
 
 
-def _settings(resources: Resources) -> Settings:
+def _settings(resources: Resources, *, apart: bool) -> Settings:
+    """Ours stores large payloads apart (ADR 0023); the naive relay reads them from the message item."""
     return Settings(
         messages_table=resources.messages_table,
         outbox_table=resources.outbox_table,
         queue_url=resources.queue_url,
+        payloads_table=resources.payloads_table if apart else None,
     )
 
 
@@ -317,19 +328,15 @@ def _relay_side(
     make: Callable[[int], dict[str, object]],
     messages: int,
     config: RelayConfig,
-) -> tuple[RelayResult, int, Cost | None]:
+) -> tuple[RelayResult, int, Cost]:
     resources = provision(lookup, lookup_sqs, prefix=prefix)
-    settings = _settings(resources)
-    ingest_cost: Cost | None = None
-    if name == "ours":  # the load is the same for both relays: bill it once
-        ingest_client = aws.dynamodb()
-        ingest_meter = Meter(lookup)
-        ingest_meter.attach(ingest_client)
-        ingest_counter = CallCounter(ingest_client)
-        ids = _load(ingest_client, settings, make, messages)
-        ingest_cost = cost_of(ingest_meter.reset(), ingest_counter, messages)
-    else:
-        ids = _load(lookup, settings, make, messages)
+    settings = _settings(resources, apart=name == "ours")
+    ingest_client = aws.dynamodb()  # each layout's load billed: ours may store payloads apart, naive never
+    ingest_meter = Meter(lookup)
+    ingest_meter.attach(ingest_client)
+    ingest_counter = CallCounter(ingest_client)
+    ids = _load(ingest_client, settings, make, messages)
+    ingest_cost = cost_of(ingest_meter.reset(), ingest_counter, messages)
     dynamodb, sqs = aws.dynamodb(), aws.sqs()
     meter = Meter(lookup)
     meter.attach(dynamodb)
@@ -418,8 +425,7 @@ def run_scenario(
     probe = Settings(messages_table="probe-messages", outbox_table="probe-outbox", queue_url="probe")
     make, payload_bytes = payload_maker(payload_kb, probe)
     write = outbox_write(make(0), settings=probe)
-    message_bytes = item_size(_put_item(write.items, 0))
-    entry_bytes = item_size(_put_item(write.items, 1))
+    message_bytes, entry_bytes, payload_item_bytes = _layout_sizes(make(0), probe)
     sample_id = "01J0000000000000000000000X"  # same length as a real id
     sqs_bytes = sqs_entry_bytes(
         {
@@ -439,7 +445,7 @@ def run_scenario(
         config=config,
     )
     progress(f"{payload_kb} KB: naive relay, {messages:,} messages")
-    naive, _, _ = _relay_side(
+    naive, _, naive_ingest = _relay_side(
         aws,
         lookup,
         lookup_sqs,
@@ -449,7 +455,6 @@ def run_scenario(
         messages=messages,
         config=config,
     )
-    assert ingest_cost is not None  # noqa: S101 - set by the "ours" side
     if ingest_sample:
         progress(f"{payload_kb} KB: ingest handler latency, {ingest_sample} calls")
     latency = (
@@ -473,6 +478,8 @@ def run_scenario(
         sqs_message_bytes=sqs_bytes,
         ingest=ingest_cost,
         ingest_latency_ms=latency,
+        naive_ingest=naive_ingest,
+        payload_item_bytes=payload_item_bytes,
         ours=ours,
         naive=naive,
         floor=model.floor(
@@ -480,7 +487,25 @@ def run_scenario(
             queued_message_bytes=queued_bytes,
             entry_bytes=entry_bytes,
             sqs_bytes=sqs_bytes,
+            payload_item_bytes=payload_item_bytes,
         ),
+    )
+
+
+def _layout_sizes(payload: dict[str, object], probe: Settings) -> tuple[int, int, int]:
+    """Ours at ingest, as built without AWS: the message item, the entry and the payload's own item (0 when
+    the payload stays in the message item, ADR 0023)."""
+    request = validate_message(payload, fifo=False, max_payload_bytes=probe.max_payload_bytes)
+    message = place_payload(
+        prepare_message(request, shards=probe.outbox_shards),
+        payloads_table="probe-payloads",
+        retention_days=probe.retention_days,
+    )
+    items = transaction_items(message, messages_table="probe-messages", outbox_table="probe-outbox")
+    return (
+        item_size(_put_item(items, 0)),
+        item_size(_put_item(items, 1)),
+        item_size(payload_put_item(message)),
     )
 
 

@@ -24,8 +24,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from outbox.data.item_size import item_size, number_size, value_size
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = ["item_size", "number_size", "value_size"]  # re-exported: the sizes live with the data layer
 
 WRITE_UNIT_BYTES: Final = 1024
 READ_UNIT_BYTES: Final = 4096
@@ -35,43 +39,6 @@ BATCH_GET_KEYS: Final = 100
 
 
 # -- sizes -----------------------------------------------------------------------------------------
-
-
-def number_size(text: str) -> int:
-    """DynamoDB's number size: 1 byte per two significant digits, plus 1."""
-    digits = text.strip().lstrip("+-").lower().split("e")[0].replace(".", "").strip("0")
-    return math.ceil(max(len(digits), 1) / 2) + 1
-
-
-def _scalar_size(kind: str, data: Any) -> int:
-    if kind == "S":
-        return len(str(data).encode("utf-8"))
-    if kind == "N":
-        return number_size(str(data))
-    if kind == "B":
-        return len(data) if isinstance(data, bytes | bytearray) else len(str(data))
-    return 1  # BOOL, NULL
-
-
-def value_size(value: Mapping[str, Any]) -> int:
-    """Size of one attribute value in DynamoDB's low-level form ({"S": ...}, {"M": {...}}, ...)."""
-    (kind, data), *_ = value.items()
-    if kind in {"SS", "NS", "BS"}:
-        return sum(_scalar_size(kind[0], element) for element in data)
-    if kind == "M":
-        return 3 + sum(len(name.encode("utf-8")) + value_size(element) + 1 for name, element in data.items())
-    if kind == "L":
-        return 3 + sum(value_size(element) + 1 for element in data)
-    if kind in {"S", "N", "B", "BOOL", "NULL"}:
-        return _scalar_size(kind, data)
-    raise ValueError(f"unknown DynamoDB type {kind!r}")
-
-
-def item_size(item: Mapping[str, Mapping[str, Any]] | None) -> int:
-    """An item's billable size: Σ (attribute name length + value size); 0 for no item."""
-    if not item:
-        return 0
-    return sum(len(name.encode("utf-8")) + value_size(value) for name, value in item.items())
 
 
 def write_units(size: int) -> int:

@@ -141,6 +141,7 @@ def print_figures(console: Console, figures: Figures) -> None:
         ("received from SQS", f"{figures.received:,}"),
         ("lost", f"{figures.lost}"),
         ("wrong payload", f"{figures.wrong_payload}"),
+        ("payloads stored apart (delivered whole)", f"{figures.payloads_apart:,}"),
         ("duplicates (extra copies)", f"{figures.duplicates} ({figures.duplicates_unexplained} unexplained)"),
         (
             "  of requeued messages / sent > 5 min apart",

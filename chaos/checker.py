@@ -44,6 +44,9 @@ class Figures:
     lost: int = 0
     lost_ids: list[str] = field(default_factory=list)
     wrong_payload: int = 0
+    payloads_apart: int = 0
+    """Accepted messages whose payload is stored apart (ADR 0023): their payload reached the queue whole
+    (`wrong_payload` counts any that did not), read from the Payloads table."""
     duplicates: int = 0
     duplicated_messages: int = 0
     duplicates_unexplained: int = 0
@@ -210,6 +213,9 @@ def check(
     figures.accepted = len(by_id)
     items = _scan(dynamodb, resources.messages_table)
     statuses = {item["message_id"]["S"]: item["status"]["S"] for item in items}
+    figures.payloads_apart = sum(
+        1 for item in items if "payload_ref" in item and item["message_id"]["S"] in by_id
+    )
     figures.queued = sum(1 for message_id in by_id if statuses.get(message_id) == "QUEUED")
     figures.stuck_entries = sum(  # the shard leases share the table: not entries
         1 for item in _scan(dynamodb, resources.outbox_table) if not is_lease_partition(item["shard"]["S"])

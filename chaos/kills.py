@@ -56,6 +56,13 @@ INGEST_DYNAMODB_FAULTS: Final[dict[str, list[tuple[FaultKind, float]]]] = {
         (FaultKind.CONNECTION_RESET, 0.15),
     ],
     "GetItem": [(FaultKind.THROTTLE, 0.5), (FaultKind.SERVER_ERROR, 0.5)],
+    # The payload stored apart (ADR 0023), written before the transaction: a lost response is resent, and a
+    # failure after it leaves an orphan that the client's retry does not reuse.
+    "PutItem": [
+        (FaultKind.LOST_RESPONSE, 0.5),
+        (FaultKind.SERVER_ERROR, 0.25),
+        (FaultKind.CONNECTION_RESET, 0.25),
+    ],
 }
 
 

@@ -80,6 +80,10 @@ KILL_AFTER_OPERATIONS = ("TransactWriteItems", "SendMessageBatch", "BatchGetItem
 STREAM_TAKE_SECONDS = 0.25
 """How long an idle doorbell relay waits for its lane's next batch before looking at the stop flag."""
 INGEST_MAX_TRIES = 60
+LARGE_PAYLOAD_EVERY = 8
+LARGE_PAYLOAD_TEXT = 3000
+"""Every 8th message carries a payload its message item cannot hold in one write unit: stored apart in the
+Payloads table (ADR 0023), so the payload's write, its faults and the relay's second read are in the run."""
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RELAY_PROCESS = (sys.executable, "-m", "chaos.relay_process")
 
@@ -271,7 +275,8 @@ class _Run:
         scenario = self.scenario
         rng = random.Random(scenario.seed * 1000 + number)  # noqa: S311
         for index in range(number, scenario.messages, scenario.clients):
-            payload = {"n": index, "client": number, "text": "chaos ✓ " + "x" * rng.randrange(0, 400)}
+            size = LARGE_PAYLOAD_TEXT if index % LARGE_PAYLOAD_EVERY == 0 else rng.randrange(0, 400)
+            payload = {"n": index, "client": number, "text": "chaos ✓ " + "x" * size}
             group = f"g{index % scenario.groups}" if scenario.fifo else None
             key = f"chaos-{scenario.seed}-{index}"
             self._accept_one(dynamodb, index, payload, group, key)

@@ -85,6 +85,7 @@ class OutboxStack(cdk.Stack):
         for key, value, description in (
             (names.OUTPUT_MESSAGES_TABLE, self.outbox.messages_table.table_name, "Messages table"),
             (names.OUTPUT_OUTBOX_TABLE, self.outbox.outbox_table.table_name, "Outbox table"),
+            (names.OUTPUT_PAYLOADS_TABLE, self.outbox.payloads_table.table_name, "Payloads stored apart"),
             (names.OUTPUT_QUEUE_URL, self.outbox.queue.queue_url, "Queue the relay sends to"),
             (names.OUTPUT_DLQ_URL, self.outbox.dead_letter_queue.queue_url, "Its dead-letter queue"),
             (names.OUTPUT_API_URL, self.ingest.stage.url, "Ingest API base URL (SigV4, service execute-api)"),

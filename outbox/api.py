@@ -26,7 +26,7 @@ from outbox.core.tracing import request_trace
 from outbox.core.validation import validate_message
 from outbox.data.cancellation import CancellationExplanation, explain_cancellation
 from outbox.data.store import MessageStore
-from outbox.data.transactions import prepare_message, transaction_items
+from outbox.data.transactions import payload_put_item, place_payload, prepare_message, transaction_items
 from outbox.ingest.service import Accepted, accept
 
 if TYPE_CHECKING:
@@ -87,12 +87,19 @@ def outbox_write(
     principal: str = ANONYMOUS,
     now: datetime | None = None,
     trace_header: str | None = None,
+    client: DynamoDBClient | None = None,
 ) -> OutboxWrite:
     """Check a message and return its transaction actions, in DynamoDB's low-level form.
 
     `payload`: None, bool, str, int, float, `decimal.Decimal`, and lists and str-keyed dicts of these;
     its numbers are written exactly as the module docstring says (a float as its repr). `trace_header`:
     the X-Ray trace the message continues (ADR 0021); by default the Lambda invocation's own, if any.
+
+    **One write happens here**: with a Payloads table configured (`PAYLOADS_TABLE`) and a message item
+    that would not fit one write unit with its payload, the payload is stored apart (ADR 0023): a plain
+    `PutItem` into the Payloads table, through `client` (by default the outbox's), before this returns.
+    The actions name it; if your transaction never commits, it is an orphan nobody names, and it expires.
+    Raises `StoreUnavailable` when that write fails (nothing else was written).
     """
     request = validate_message(
         payload,
@@ -102,13 +109,20 @@ def outbox_write(
         fifo=settings.fifo,
         max_payload_bytes=settings.max_payload_bytes,
     )
-    message = prepare_message(
-        request,
-        shards=settings.outbox_shards,
-        principal=principal,
-        now=now,
-        trace_header=trace_header or request_trace({}),
+    message = place_payload(
+        prepare_message(
+            request,
+            shards=settings.outbox_shards,
+            principal=principal,
+            now=now,
+            trace_header=trace_header or request_trace({}),
+        ),
+        payloads_table=settings.payloads_table,
+        retention_days=settings.retention_days,
     )
+    stored_apart = payload_put_item(message)
+    if stored_apart is not None:
+        _store(settings, client).put_payload(stored_apart)
     items = transaction_items(
         message, messages_table=settings.messages_table, outbox_table=settings.outbox_table
     )
@@ -140,11 +154,16 @@ def enqueue(
         fifo=settings.fifo,
         max_payload_bytes=settings.max_payload_bytes,
     )
-    store = MessageStore(client or dynamodb_client(), settings.messages_table)
     return accept(
         request,
-        store=store,
+        store=_store(settings, client),
         settings=settings,
         principal=principal,
         trace_header=trace_header or request_trace({}),
+    )
+
+
+def _store(settings: Settings, client: DynamoDBClient | None) -> MessageStore:
+    return MessageStore(
+        client or dynamodb_client(), settings.messages_table, payloads_table=settings.payloads_table
     )

@@ -542,16 +542,17 @@ def status(
     from outbox.core import exact_json  # noqa: PLC0415
     from outbox.core.domain import is_issued_message_id  # noqa: PLC0415
     from outbox.data.store import MessageStore  # noqa: PLC0415
-    from outbox.ingest.service import status_record  # noqa: PLC0415
+    from outbox.ingest.service import status_of  # noqa: PLC0415
 
     if not is_issued_message_id(message_id):  # DynamoDB refuses an over-long key instead of missing it
         raise MessageNotFound(message_id)
     settings = Settings.from_env()
     _require_aws()
-    item = MessageStore(dynamodb_client(), settings.messages_table).get_message(message_id)
+    store = MessageStore(dynamodb_client(), settings.messages_table, payloads_table=settings.payloads_table)
+    item = store.get_message(message_id)
     if item is None:
         raise MessageNotFound(message_id)
-    record = status_record(item, include_payload=payload)
+    record = status_of(item, store=store, include_payload=payload)
     if json_output:
         print(exact_json.dumps(record, sort_keys=True))
         return

@@ -1,5 +1,6 @@
-"""`outbox init`: create both tables and the queue with its dead-letter queue, wherever the AWS endpoint
-points, from the same definitions the CDK stack uses. Running it again changes nothing."""
+"""`outbox init`: create the tables (messages, outbox, payloads) and the queue with its dead-letter queue,
+wherever the AWS endpoint points, from the same definitions the CDK stack uses. Running it again changes
+nothing."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from outbox.core.schema import (
     TTL_ATTRIBUTE,
     messages_table_definition,
     outbox_table_definition,
+    payloads_table_definition,
 )
 from outbox.core.sqs_errors import sqs_error_code
 
@@ -54,11 +56,14 @@ class Resources:
     outbox_table: str
     queue_url: str
     dlq_url: str
+    payloads_table: str | None = None
 
     def environment(self) -> dict[str, str]:
+        payloads = {"PAYLOADS_TABLE": self.payloads_table} if self.payloads_table else {}
         return {
             "MESSAGES_TABLE": self.messages_table,
             "OUTBOX_TABLE": self.outbox_table,
+            **payloads,
             "QUEUE_URL": self.queue_url,
             "DLQ_URL": self.dlq_url,  # `outbox dlq` (not a function setting)
         }
@@ -95,6 +100,9 @@ def provision(
     _ensure_table(dynamodb, outbox_table_definition(outbox_table))
     _ensure_stream(dynamodb, outbox_table_definition(outbox_table))
     _ensure_ttl(dynamodb, messages_table)
+    payloads_table = f"{prefix}-payloads"
+    _ensure_table(dynamodb, payloads_table_definition(payloads_table))
+    _ensure_ttl(dynamodb, payloads_table)
     queue_name = f"{prefix}-queue{FIFO_SUFFIX if fifo else ''}"
     dlq_name = f"{prefix}-queue{DLQ_SUFFIX}{FIFO_SUFFIX if fifo else ''}"
     dlq_url = _ensure_queue(sqs, dlq_name, fifo=fifo, extra={})
@@ -103,7 +111,7 @@ def provision(
     ]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": DLQ_MAX_RECEIVE_COUNT})
     queue_url = _ensure_queue(sqs, queue_name, fifo=fifo, extra={"RedrivePolicy": redrive})
-    return Resources(messages_table, outbox_table, queue_url, dlq_url)
+    return Resources(messages_table, outbox_table, queue_url, dlq_url, payloads_table)
 
 
 def _ensure_table(dynamodb: DynamoDBClient, definition: dict[str, Any]) -> None:

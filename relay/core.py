@@ -165,6 +165,7 @@ class Relay:
             messages_table=settings.messages_table,
             outbox_table=settings.outbox_table,
             retention_days=settings.retention_days,
+            payloads_table=settings.payloads_table,
         )
         self.leases = ShardLeases(
             dynamodb, outbox_table=settings.outbox_table, lease_seconds=settings.lease_seconds
@@ -422,6 +423,7 @@ class Relay:
         )
         outgoing: list[Outgoing] = []
         dropped: list[Entry] = []
+        no_payload: list[tuple[Entry, str]] = []
         for entry in entries:
             item = messages.get(entry.message_id)
             if item is None:
@@ -431,11 +433,58 @@ class Relay:
             elif item["status"]["S"] != Status.PENDING:
                 worker.summary.stale += 1
                 dropped.append(entry)
+            elif "payload" not in item:
+                no_payload.append((entry, self.store.payload_problem(item)))
             else:
                 outgoing.append(_outgoing(entry, item))
         if not self._delete_entries(dropped, shard, window, worker):
             return None
-        return outgoing
+        for entry, problem in no_payload:
+            if not self._park_without_payload(entry, problem, shard, window, worker):
+                return None
+        return self._behind_parked(outgoing, [entry for entry, _ in no_payload], worker)
+
+    def _behind_parked(
+        self, outgoing: list[Outgoing], parked: list[Entry], worker: _Worker
+    ) -> list[Outgoing]:
+        """A FIFO group with an entry parked in this batch is closed for the run: its later entries are
+        held back, as behind any parked entry (ADR 0008)."""
+        closed = self._gate.blocked_groups(parked)
+        if not closed:
+            return outgoing
+        worker.blocked |= closed
+        first_parked: dict[str | None, str] = {}
+        for entry in parked:
+            first_parked.setdefault(entry.group_id, entry.entry_id)
+        kept: list[Outgoing] = []
+        for one in outgoing:
+            if one.entry.group_id in closed and one.entry.entry_id > first_parked[one.entry.group_id]:
+                worker.summary.held_back += 1
+            else:
+                kept.append(one)
+        return kept
+
+    def _park_without_payload(
+        self, entry: Entry, problem: str, shard: _Shard, window: _Window, worker: _Worker
+    ) -> bool:
+        """A message whose payload stored apart is not there (ADR 0023) is never sent empty: it is parked
+        as FAILED saying why (the poison pair of ADR 0007, no attempt counted), for an operator. False when
+        the lease was lost or the write's outcome is unknown (the shard stops)."""
+        worker.fault(f"message {entry.message_id}: {problem}")
+        logger.error("payload missing: message parked", message_id=entry.message_id, error=problem)
+        settlement = Settlement(
+            Settle.POISON, attempts=entry.attempts, counted=False, error=problem, maybe_sent=False
+        )
+        try:
+            self._poison(entry, settlement, sent_at_ms=None, shard=shard, window=window, worker=worker)
+        except LeaseLost:
+            self._lost(shard, worker, f"parking of {entry.message_id} refused")
+            return False
+        except _AWS_ERRORS as exc:
+            worker.fault(f"could not park {entry.message_id}: {_describe(exc)}")
+            shard.keep = True
+            return False
+        return True
 
     def _delete_entries(self, entries: list[Entry], shard: _Shard, window: _Window, worker: _Worker) -> bool:
         """Delete entries whose message moved on or is gone, fenced by the lease; False if it was lost."""

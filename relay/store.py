@@ -24,6 +24,7 @@ from outbox.data.messages import (
     ReadsUnprocessed,
     batch_get_messages,
 )
+from outbox.data.payloads import batch_get_payloads
 from outbox.data.transact import CONDITION_FAILED, TransactionCancelled, transact
 from relay.entries import Entry
 from relay.leases import LeaseLost
@@ -77,9 +78,11 @@ class OutboxStore:
         messages_table: str,
         outbox_table: str,
         retention_days: int = DEFAULT_RETENTION_DAYS,
+        payloads_table: str | None = None,
     ) -> None:
         self._client = client
         self._messages_table = messages_table
+        self._payloads_table = payloads_table
         self._outbox_table = outbox_table
         self._retention = timedelta(days=retention_days)
         self._call_numbers = itertools.count(1)
@@ -128,14 +131,37 @@ class OutboxStore:
         """The message items (status, payload, attributes, group) of a batch, read consistently by
         `outbox.data.messages.batch_get_messages`: bounded, `ReadsUnprocessed` when DynamoDB keeps
         leaving keys unprocessed (the batch then stops like on any other AWS error, its entries wait for
-        the next pass). Each `BatchGetItem` call counts in `calls`."""
-        return batch_get_messages(
+        the next pass). Each `BatchGetItem` call counts in `calls`. A payload stored apart (ADR 0023) is
+        read in a second, consistent `BatchGetItem` of the Payloads table and set on its item; an item
+        whose payload is not found comes back without one (`payload_problem` says why)."""
+        items = batch_get_messages(
             self._client,
             self._messages_table,
             message_ids,
             seconds_left=seconds_left,
             on_call=self._count_call,
         )
+        apart = {item["payload_ref"]["S"]: item for item in items.values() if "payload_ref" in item}
+        if apart and self._payloads_table is not None:
+            payloads = batch_get_payloads(
+                self._client,
+                self._payloads_table,
+                list(apart),
+                seconds_left=seconds_left,
+                on_call=self._count_call,
+            )
+            for payload_id, payload in payloads.items():
+                apart[payload_id]["payload"] = {"S": payload}
+        return items
+
+    def payload_problem(self, item: dict[str, Any]) -> str:
+        """Why a message item fetched by `fetch_messages` came without its payload (ADR 0023)."""
+        ref = item.get("payload_ref", {}).get("S")
+        if ref is None:
+            return "the message item holds no payload"
+        if self._payloads_table is None:
+            return f"its payload {ref} is in the Payloads table, and PAYLOADS_TABLE is not set"
+        return f"its payload {ref} is gone from {self._payloads_table} (expired or deleted): not sent"
 
     def fetch_message_records(
         self,

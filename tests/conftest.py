@@ -64,6 +64,11 @@ class Outbox:
             item for item in _scan(self.resources.outbox_table) if not is_lease_partition(item["shard"]["S"])
         ]
 
+    def payloads(self) -> dict[str, dict[str, Any]]:
+        """The Payloads table's items, by payload id (ADR 0023)."""
+        table = self.resources.payloads_table
+        return {item["payload_id"]["S"]: item for item in _scan(table)} if table else {}
+
     def leases(self) -> dict[str, dict[str, Any]]:
         """The shard lease items, by shard (`lease#3` → `3`)."""
         return {

@@ -29,6 +29,7 @@ ISSUED_ID = "0190c6d2-0000-7000-8000-000000000000"
 """Well-formed (so the command makes the AWS call) and never issued."""
 EMULATOR_EXPORTS = {
     "MESSAGES_TABLE",
+    "PAYLOADS_TABLE",
     "OUTBOX_TABLE",
     "QUEUE_URL",
     "DLQ_URL",

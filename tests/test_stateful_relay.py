@@ -8,6 +8,7 @@ FAILED messages only if a run poisons one; the poison/requeue path under faults 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 
@@ -43,6 +44,7 @@ class RelayMachine(RuleBasedStateMachine):
         self.statuses: dict[str, str] = {}
         self.received: Counter[str] = Counter()
         self.count = 0
+        self.large: set[int] = set()
 
     def teardown(self) -> None:
         self.mock.stop()
@@ -52,17 +54,27 @@ class RelayMachine(RuleBasedStateMachine):
         outbox = type("O", (), {"settings": self.settings})()
         return make_relay(outbox, self.clock)  # type: ignore[arg-type]
 
-    @rule(n=st.integers(1, 4))
-    def ingest(self, n: int) -> None:
+    @rule(n=st.integers(1, 4), large=st.booleans())
+    def ingest(self, n: int, large: bool) -> None:
+        """`large`: payloads their message item cannot hold in one write unit, stored apart (ADR 0023)."""
         for _ in range(n):
             self.count += 1
-            accepted = enqueue({"n": self.count}, settings=self.settings, idempotency_key=f"k{self.count}")
+            if large:
+                self.large.add(self.count)
+            accepted = enqueue(
+                self._payload(self.count), settings=self.settings, idempotency_key=f"k{self.count}"
+            )
             self.statuses[accepted.message_id] = "PENDING"
+
+    def _payload(self, number: int) -> dict[str, object]:
+        return {"n": number, "pad": "x" * (2000 if number in self.large else 0)}
 
     @rule()
     def replay(self) -> None:
         if self.count:
-            accepted = enqueue({"n": self.count}, settings=self.settings, idempotency_key=f"k{self.count}")
+            accepted = enqueue(
+                self._payload(self.count), settings=self.settings, idempotency_key=f"k{self.count}"
+            )
             assert accepted.replayed
 
     @rule()
@@ -131,8 +143,12 @@ class RelayMachine(RuleBasedStateMachine):
         }
         assert all(current[m] == "QUEUED" for m in self.statuses), current
         assert _entries(self.settings.outbox_table) == []
-        received = Counter(message_id_of(m) for m in receive_all(self.queue_url))
+        messages = receive_all(self.queue_url)
+        received = Counter(message_id_of(m) for m in messages)
         assert set(received) == set(self.statuses)
+        for message in messages:  # whole, wherever the payload was kept
+            body = json.loads(message["Body"])
+            assert body == self._payload(body["n"])
 
 
 def _scan(table: str) -> list[dict]:  # type: ignore[type-arg]

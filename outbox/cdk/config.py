@@ -129,15 +129,22 @@ class StackConfig:
 
 
 def settings_environment(
-    settings: Settings, *, messages_table: str, outbox_table: str, queue_url: str
+    settings: Settings,
+    *,
+    messages_table: str,
+    outbox_table: str,
+    queue_url: str,
+    payloads_table: str | None = None,
 ) -> dict[str, str]:
-    """The Lambda environment: one variable per `Settings` field, named as `Settings.from_env` reads it."""
+    """The Lambda environment: one variable per `Settings` field that has a value, named as
+    `Settings.from_env` reads it."""
     values = dataclasses.asdict(settings) | {
         "messages_table": messages_table,
         "outbox_table": outbox_table,
         "queue_url": queue_url,
+        "payloads_table": payloads_table,
     }
-    return {name.upper(): str(value) for name, value in values.items()}
+    return {name.upper(): str(value) for name, value in values.items() if value is not None}
 
 
 def _checked_settings(*, fifo: bool, variables: Mapping[str, str], source: Mapping[str, str]) -> Settings:

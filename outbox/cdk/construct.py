@@ -32,6 +32,7 @@ from outbox.core.schema import (
     TTL_ATTRIBUTE,
     messages_table_definition,
     outbox_table_definition,
+    payloads_table_definition,
 )
 
 QUEUE_RETENTION: Final = cdk.Duration.days(14)
@@ -61,8 +62,11 @@ ENQUEUE_MESSAGES_ACTIONS: Final = ("dynamodb:PutItem",)
 """The message Put of the ingest transaction (outbox/data/transactions.py)."""
 ENQUEUE_OUTBOX_ACTIONS: Final = ("dynamodb:PutItem",)
 """The entry Put of the same transaction."""
+ENQUEUE_PAYLOADS_ACTIONS: Final = ("dynamodb:PutItem",)
+"""A payload stored apart, written before the transaction (outbox/data/payloads.py, ADR 0023)."""
 READ_STATUS_ACTIONS: Final = ("dynamodb:GetItem",)
-"""`GET /messages/{id}`, and a replayed POST whose cancellation did not carry the stored item."""
+"""`GET /messages/{id}`, and a replayed POST whose cancellation did not carry the stored item; on the
+Payloads table, `?include=payload` of a payload stored apart."""
 RELAY_OUTBOX_ACTIONS: Final = (
     "dynamodb:ConditionCheckItem",
     "dynamodb:DeleteItem",
@@ -72,6 +76,8 @@ RELAY_OUTBOX_ACTIONS: Final = (
 """Query a shard; acquire, renew and release its lease (UpdateItem, relay/leases.py); the lease's check in
 every relay transaction (ConditionCheck); roll back and park (transaction Updates); finalize and drop a
 stale entry (transaction Deletes). relay/store.py."""
+RELAY_PAYLOADS_ACTIONS: Final = ("dynamodb:BatchGetItem",)
+"""Fetch the payloads stored apart (ADR 0023): read only, never written by the relay."""
 RELAY_MESSAGES_ACTIONS: Final = ("dynamodb:BatchGetItem", "dynamodb:UpdateItem")
 """Fetch payloads (BatchGetItem); PENDING→QUEUED at finalize and PENDING→FAILED at poison (transaction
 Updates)."""
@@ -107,6 +113,8 @@ ADMIN_MESSAGES_ACTIONS: Final = (
 `stats` counts statuses (Scan) and looks up the messages of parked entries (BatchGetItem); `requeue` and
 `skip` update the message in their transaction; `clear-owed-ttl` scans for owed messages and removes
 their TTL (Scan, UpdateItem)."""
+ADMIN_PAYLOADS_ACTIONS: Final = ("dynamodb:GetItem",)
+"""`status --payload` of a payload stored apart; no operator command writes one."""
 ADMIN_FAILED_INDEX_ACTIONS: Final = ("dynamodb:Scan",)
 """`requeue --all-failed` lists the FAILED messages from the sparse `failed` index."""
 ADMIN_DLQ_ACTIONS: Final = ("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage")
@@ -156,6 +164,8 @@ class OutboxConstruct(Construct):
         # relayed.
         self.messages_table = self._table("Messages", messages_table_definition("-"), config, ttl=True)
         self.outbox_table = self._table("Outbox", outbox_table_definition("-"), config, ttl=False)
+        # Payloads too large to ride in their message item, written once; TTL past the message's (ADR 0023).
+        self.payloads_table = self._table("Payloads", payloads_table_definition("-"), config, ttl=True)
         self.failed_index_arn = f"{self.messages_table.table_arn}/index/{FAILED_INDEX}"
         """The Messages table's sparse FAILED index, by name (no `index/*`)."""
         queue_options: dict[str, Any] = {
@@ -181,6 +191,7 @@ class OutboxConstruct(Construct):
             messages_table=self.messages_table.table_name,
             outbox_table=self.outbox_table.table_name,
             queue_url=self.queue.queue_url,
+            payloads_table=self.payloads_table.table_name,
         )
         self.relay = OutboxFunction(
             self,
@@ -245,11 +256,14 @@ class OutboxConstruct(Construct):
             grantee,
             (ENQUEUE_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
             (ENQUEUE_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
+            (ENQUEUE_PAYLOADS_ACTIONS, [self.payloads_table.table_arn]),
         )
 
     def grant_read_status(self, grantee: iam.IGrantable) -> iam.Grant:
         """Reading one message's status by its id."""
-        return _grant(grantee, (READ_STATUS_ACTIONS, [self.messages_table.table_arn]))
+        return _grant(
+            grantee, (READ_STATUS_ACTIONS, [self.messages_table.table_arn, self.payloads_table.table_arn])
+        )
 
     def grant_relay(self, grantee: iam.IGrantable) -> iam.Grant:
         """Everything a relay run does: take shard leases, fetch, send, finalize, roll back, park."""
@@ -257,6 +271,7 @@ class OutboxConstruct(Construct):
             grantee,
             (RELAY_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
             (RELAY_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
+            (RELAY_PAYLOADS_ACTIONS, [self.payloads_table.table_arn]),
             (RELAY_QUEUE_ACTIONS, [self.queue.queue_arn]),
         )
 
@@ -312,6 +327,7 @@ class OutboxConstruct(Construct):
     def _admin_grants(self) -> list[tuple[tuple[str, ...], list[str]]]:
         return [
             (ADMIN_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
+            (ADMIN_PAYLOADS_ACTIONS, [self.payloads_table.table_arn]),
             (ADMIN_FAILED_INDEX_ACTIONS, [self.failed_index_arn]),
             (ADMIN_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
             (ADMIN_DLQ_ACTIONS, [self.dead_letter_queue.queue_arn]),

@@ -31,6 +31,7 @@ GET_MESSAGE_ROUTE: Final = "/messages/{message_id}"
 # Stack outputs, read by people (`cdk deploy -O`) and by the rehearsal.
 OUTPUT_MESSAGES_TABLE: Final = "MessagesTableName"
 OUTPUT_OUTBOX_TABLE: Final = "OutboxTableName"
+OUTPUT_PAYLOADS_TABLE: Final = "PayloadsTableName"
 OUTPUT_QUEUE_URL: Final = "QueueUrl"
 OUTPUT_DLQ_URL: Final = "DeadLetterQueueUrl"
 OUTPUT_API_URL: Final = "ApiUrl"

@@ -16,6 +16,22 @@ lists the failed messages without scanning the table."""
 FAILED_INDEX_KEY: Final = "failed_at"
 TTL_ATTRIBUTE: Final = "expires_at"
 
+# Payloads table: a payload too large to ride in its message item, written once (ADR 0023).
+PAYLOAD_KEY: Final = "payload_id"
+
+# S3 claim check: payloads beyond what a DynamoDB item holds.
+S3_PAYLOAD_PREFIX: Final = "payloads/"
+"""Every payload object's key starts with it; the IAM grants and the lifecycle rule are scoped to it."""
+
+EXTENDED_PAYLOAD_SIZE_ATTRIBUTE: Final = "ExtendedPayloadSize"
+"""The reserved attribute of the AWS SQS Extended Client libraries: the payload's size in UTF-8 bytes,
+`DataType` `Number`; its presence marks a message body as a pointer to an S3 object."""
+LEGACY_PAYLOAD_SIZE_ATTRIBUTE: Final = "SQSLargePayloadSize"
+"""The older name of the same attribute, still written by default by the Java library and read by all."""
+EXTENDED_CLIENT_ATTRIBUTES: Final = frozenset(
+    {EXTENDED_PAYLOAD_SIZE_ATTRIBUTE, LEGACY_PAYLOAD_SIZE_ATTRIBUTE}
+)
+
 # Outbox table: small entries, partitioned by shard, ordered by a time-ordered entry id.
 OUTBOX_PARTITION_KEY: Final = "shard"
 OUTBOX_SORT_KEY: Final = "entry_id"
@@ -48,6 +64,16 @@ def messages_table_definition(table_name: str) -> dict[str, object]:
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
             }
         ],
+    }
+
+
+def payloads_table_definition(table_name: str) -> dict[str, object]:
+    """`CreateTable` arguments for the Payloads table (on-demand; its TTL is `TTL_ATTRIBUTE`)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": PAYLOAD_KEY, "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": PAYLOAD_KEY, "KeyType": "HASH"}],
     }
 
 

@@ -46,6 +46,9 @@ class Settings:
     max_payload_bytes: int = 262_144
     retention_days: int = 14
     log_level: str = "INFO"
+    payloads_table: str | None = None
+    """Where payloads too large to ride in their message item go (ADR 0023); None: every payload stays in
+    its message item, as before the Payloads table existed."""
 
     @property
     def fifo(self) -> bool:
@@ -71,6 +74,7 @@ class Settings:
             ),
             retention_days=_integer(env, "RETENTION_DAYS", cls.retention_days, low=1, high=3650),
             log_level=_choice(env, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
+            payloads_table=env.get("PAYLOADS_TABLE", "").strip() or None,
         )
         settings.check_relations()
         return settings

@@ -13,7 +13,7 @@ from typing import Final
 
 from outbox.core import exact_json
 from outbox.core.errors import InvalidRequest, PayloadTooLarge
-from outbox.core.schema import QUEUE_MAX_MESSAGE_BYTES
+from outbox.core.schema import EXTENDED_CLIENT_ATTRIBUTES, QUEUE_MAX_MESSAGE_BYTES
 
 MAX_NESTING_DEPTH: Final = 32
 MAX_CALLER_ATTRIBUTES: Final = 9
@@ -136,6 +136,9 @@ def _check_attribute_name(name: str, where: str) -> None:
         problem = "must not start with 'AWS.' or 'Amazon.' (reserved by SQS)"
     elif name.lower() == RESERVED_ATTRIBUTE:
         problem = f"'{RESERVED_ATTRIBUTE}' is reserved: the relay sets it"
+    elif name.lower() in {reserved.lower() for reserved in EXTENDED_CLIENT_ATTRIBUTES}:
+        # An SQS extended-client consumer would read the body as a pointer to an S3 object.
+        problem = "is reserved by the AWS SQS Extended Client libraries (S3 payload pointers)"
     if problem:
         raise InvalidRequest("invalid_attribute_name", f"attribute name {name[:64]!r} {problem}", where)
 

@@ -25,7 +25,7 @@ UNPROCESSED_ROUNDS: Final = 5
 """BatchGetItem calls per chunk before keys DynamoDB keeps leaving unprocessed stop the batch."""
 UNPROCESSED_FIRST_PAUSE_SECONDS: Final = 0.05
 UNPROCESSED_MAX_PAUSE_SECONDS: Final = 1.0
-SEND_PROJECTION: Final = "message_id, #status, payload, #attributes, group_id, trace_header"
+SEND_PROJECTION: Final = "message_id, #status, payload, payload_ref, #attributes, group_id, trace_header"
 """What sending a message needs of it; the names behind `#status` and `#attributes` go with it."""
 
 
@@ -45,7 +45,10 @@ class MessageRecord:
     status: str
     """A `Status` value, as stored (a consumer may have moved it on)."""
     payload: str | None = None
-    """The payload as accepted: exact JSON text (`outbox.core.exact_json`)."""
+    """The payload as accepted: exact JSON text (`outbox.core.exact_json`); None when it is stored apart
+    (`payload_ref`)."""
+    payload_ref: str | None = None
+    """The id of the payload's item in the Payloads table, when it is stored apart (ADR 0023)."""
     attributes: Mapping[str, str] = field(default_factory=dict)
     group_id: str | None = None
     principal: str | None = None
@@ -84,6 +87,7 @@ class MessageRecord:
             message_id=str(item[MESSAGE_KEY]["S"]),
             status=str(item["status"]["S"]),
             payload=text("payload"),
+            payload_ref=text("payload_ref"),
             attributes={
                 name: str(value["S"]) for name, value in item.get("attributes", {}).get("M", {}).items()
             },
@@ -131,37 +135,60 @@ def batch_get_messages(
     seconds_left: Callable[[], float] = lambda: float("inf"),
     on_call: Callable[[], None] = lambda: None,
 ) -> dict[str, dict[str, Any]]:
-    """The items (`SEND_PROJECTION`) of `message_ids` that exist, by message id, read consistently in
-    chunks of `BATCH_GET_LIMIT`; `on_call()` runs before each `BatchGetItem` call.
+    """The items (`SEND_PROJECTION`) of `message_ids` that exist, by message id, read consistently by
+    `batch_get_items`."""
+    return batch_get_items(
+        client,
+        messages_table,
+        MESSAGE_KEY,
+        message_ids,
+        projection=SEND_PROJECTION,
+        names={"#status": "status", "#attributes": "attributes"},
+        seconds_left=seconds_left,
+        on_call=on_call,
+    )
+
+
+def batch_get_items(
+    client: DynamoDBClient,
+    table: str,
+    key_name: str,
+    ids: Sequence[str],
+    *,
+    projection: str | None = None,
+    names: Mapping[str, str] | None = None,
+    seconds_left: Callable[[], float] = lambda: float("inf"),
+    on_call: Callable[[], None] = lambda: None,
+) -> dict[str, dict[str, Any]]:
+    """The items of `table` whose hash key `key_name` is one of `ids`, by id, read consistently in chunks
+    of `BATCH_GET_LIMIT`; `on_call()` runs before each `BatchGetItem` call.
 
     Keys DynamoDB leaves unprocessed (throttling) are asked for again with backoff, at most
     `UNPROCESSED_ROUNDS` calls per chunk and never past `seconds_left()`; then `ReadsUnprocessed` is raised,
     so a caller stops like on any other AWS error rather than wait for ever."""
     found: dict[str, dict[str, Any]] = {}
-    unique = list(dict.fromkeys(message_ids))
+    unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), BATCH_GET_LIMIT):
         keys: list[dict[str, Any]] = [
-            {MESSAGE_KEY: {"S": mid}} for mid in unique[start : start + BATCH_GET_LIMIT]
+            {key_name: {"S": one}} for one in unique[start : start + BATCH_GET_LIMIT]
         ]
-        request: dict[str, Any] = {
-            messages_table: {
-                "Keys": keys,
-                "ConsistentRead": True,
-                "ProjectionExpression": SEND_PROJECTION,
-                "ExpressionAttributeNames": {"#status": "status", "#attributes": "attributes"},
-            }
-        }
+        request_for_table: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+        if projection is not None:
+            request_for_table["ProjectionExpression"] = projection
+        if names:
+            request_for_table["ExpressionAttributeNames"] = dict(names)
+        request: dict[str, Any] = {table: request_for_table}
         for round_number in itertools.count():
             on_call()
             response = client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(messages_table, []):
-                found[item[MESSAGE_KEY]["S"]] = dict(item)
+            for item in response.get("Responses", {}).get(table, []):
+                found[item[key_name]["S"]] = dict(item)
             request = dict(response.get("UnprocessedKeys") or {})
             if not request:
                 break
             pause = min(UNPROCESSED_MAX_PAUSE_SECONDS, UNPROCESSED_FIRST_PAUSE_SECONDS * 2**round_number)
             if round_number + 1 >= UNPROCESSED_ROUNDS or seconds_left() < pause:
-                left = len(request[messages_table]["Keys"])
+                left = len(request[table]["Keys"])
                 raise ReadsUnprocessed(f"BatchGetItem left {left} key(s) unprocessed")
             time.sleep(pause)
     return found

@@ -1,22 +1,25 @@
-"""The Messages table as the ingest path sees it: one adapter that runs the ingest transaction and reads
-messages, translating DynamoDB's errors into the outbox's own (`outbox.core.errors`)."""
+"""The Messages table (and the Payloads table, ADR 0023) as the ingest path sees them: one adapter that
+writes a payload stored apart, runs the ingest transaction and reads messages and payloads, translating
+DynamoDB's errors into the outbox's own (`outbox.core.errors`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from outbox.core.errors import StoreUnavailable
 from outbox.data.messages import MessageRecord, read_message
+from outbox.data.payloads import put_payload, read_payload
 from outbox.data.transact import CANCELLED, CONDITION_FAILED, TransactionCancelled, TransactionRetryPolicy
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
-__all__ = ["MessageExists", "MessageStore", "TransactionRetryPolicy"]
+__all__ = ["MessageExists", "MessageStore", "PayloadMissing", "TransactionRetryPolicy"]
+_T = TypeVar("_T")
 
 _TRANSIENT_CODES: Final = frozenset(
     {
@@ -38,16 +41,50 @@ class MessageExists(Exception):
         self.existing = existing
 
 
+class PayloadMissing(StoreUnavailable):
+    """A message names a payload stored apart that is not there (expired past its horizon, or deleted by
+    hand); or no Payloads table is configured to read it from."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 class MessageStore:
     def __init__(
         self,
         client: DynamoDBClient,
         messages_table: str,
         retry_policy: TransactionRetryPolicy | None = None,
+        *,
+        payloads_table: str | None = None,
     ) -> None:
         self._client = client
         self._messages_table = messages_table
+        self._payloads_table = payloads_table
         self._retry_policy = retry_policy or TransactionRetryPolicy()
+
+    def put_payload(self, item: Mapping[str, AttributeValueTypeDef]) -> None:
+        """Write a payload stored apart, before the transaction that names it (ADR 0023)."""
+        if self._payloads_table is None:
+            raise PayloadMissing("no Payloads table is configured (PAYLOADS_TABLE)")
+        table = self._payloads_table
+        _translated(lambda: put_payload(self._client, table, item))
+
+    def payload_of(self, message: MessageRecord) -> str | None:
+        """The message's payload, from its item or from the Payloads table; `PayloadMissing` when it names
+        one that is not there."""
+        if message.payload_ref is None:
+            return message.payload
+        if self._payloads_table is None:
+            raise PayloadMissing(
+                f"message {message.message_id} keeps its payload in the Payloads table, "
+                "and PAYLOADS_TABLE is not set"
+            )
+        table, ref = self._payloads_table, message.payload_ref
+        payload = _translated(lambda: read_payload(self._client, table, ref))
+        if payload is None:
+            raise PayloadMissing(f"the payload of message {message.message_id} is gone (payload {ref})")
+        return payload
 
     def write_new(self, items: Sequence[TransactWriteItemTypeDef]) -> None:
         """Run the ingest transaction. Raises `MessageExists` when the message's condition failed (a
@@ -84,14 +121,19 @@ class MessageStore:
 
     def get_message(self, message_id: str) -> MessageRecord | None:
         """The message, read consistently; None when there is none."""
-        try:
-            return read_message(self._client, self._messages_table, message_id)
-        except ClientError as exc:
-            raise _unavailable(exc) from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(
-                f"DynamoDB could not be reached: {type(exc).__name__}", retryable=True
-            ) from exc
+        return _translated(lambda: read_message(self._client, self._messages_table, message_id))
+
+
+def _translated(call: Callable[[], _T]) -> _T:
+    """`call()`, with DynamoDB's errors as `StoreUnavailable`."""
+    try:
+        return call()
+    except ClientError as exc:
+        raise _unavailable(exc) from exc
+    except BotoCoreError as exc:
+        raise StoreUnavailable(
+            f"DynamoDB could not be reached: {type(exc).__name__}", retryable=True
+        ) from exc
 
 
 def _conflicted(cancelled: TransactionCancelled) -> bool:

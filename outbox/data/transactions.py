@@ -1,12 +1,15 @@
 """The ingest transaction, built as data (docs/design.md §3.3).
 
-`prepare_message` turns a checked request into a `NewMessage`; `transaction_items` renders it as the two
+`prepare_message` turns a checked request into a `NewMessage`; `place_payload` decides whether its payload
+rides in the message item or is stored apart (ADR 0023); `transaction_items` renders it as the two
 `TransactWriteItems` actions (message Put + outbox entry Put) in DynamoDB's low-level form, ready to be
-appended to a caller's own transaction next to its business writes. Nothing here talks to AWS.
+appended to a caller's own transaction next to its business writes, and `payload_put_item` the payload's
+own item, to be written before them. Nothing here talks to AWS.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -29,6 +32,7 @@ from outbox.core.domain import (
 from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
 from outbox.core.tracing import valid_xray_header
 from outbox.core.validation import MessageRequest
+from outbox.data.payloads import payload_expiry, payload_item, stays_inline
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
@@ -51,6 +55,11 @@ class NewMessage:
     trace_header: str | None = None
     """The X-Ray trace header of the request that sent it (ADR 0021), relayed as `AWSTraceHeader`. Not part
     of the request hash: a replay under another trace is the same request."""
+    payload_id: str | None = None
+    """Set when the payload is stored apart (`place_payload`): the id of its item in the Payloads table,
+    fresh for every request, so a refused replay's payload never overwrites the accepted one's."""
+    payload_expires_at: int | None = None
+    """The payload item's TTL (epoch seconds), when it is stored apart."""
 
 
 def prepare_message(
@@ -77,6 +86,27 @@ def prepare_message(
         entry_id=new_time_ordered_id(epoch_millis(created_at)),
         created_at=created_at,
         trace_header=valid_xray_header(trace_header),
+    )
+
+
+def place_payload(message: NewMessage, *, payloads_table: str | None, retention_days: int) -> NewMessage:
+    """The message with its payload stored apart when a Payloads table is configured and the message item
+    would not fit one write unit with it (`outbox.data.payloads.stays_inline`); otherwise unchanged."""
+    if payloads_table is None or stays_inline(message_item(message)):
+        return message
+    return dataclasses.replace(
+        message,
+        payload_id=new_time_ordered_id(epoch_millis(message.created_at)),
+        payload_expires_at=payload_expiry(message.created_at, retention_days=retention_days),
+    )
+
+
+def payload_put_item(message: NewMessage) -> dict[str, AttributeValueTypeDef] | None:
+    """The payload's own item, to `PutItem` before the transaction; None when the payload is inline."""
+    if message.payload_id is None or message.payload_expires_at is None:
+        return None
+    return payload_item(
+        message.payload_id, message.request.payload_json, expires_at=message.payload_expires_at
     )
 
 
@@ -107,13 +137,13 @@ def transaction_items(
 
 def message_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
     """The message as accepted: `PENDING`, and without a TTL. It is owed to the queue until it is QUEUED,
-    so nothing may expire it before then; the relay's finalize starts its retention (ADR 0003)."""
+    so nothing may expire it before then; the relay's finalize starts its retention (ADR 0003). Its
+    payload is in it, or named by `payload_ref` when stored apart (ADR 0023)."""
     request = message.request
     created = iso(message.created_at)
     item: dict[str, AttributeValueTypeDef] = {
         MESSAGE_KEY: {"S": message.message_id},
         "status": {"S": Status.PENDING},
-        "payload": {"S": request.payload_json},
         "attributes": {"M": {name: {"S": value} for name, value in request.attributes.items()}},
         "principal": {"S": message.principal},
         "request_hash": {"S": message.request_hash},
@@ -123,6 +153,10 @@ def message_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
         "shard": {"S": message.shard},
         "entry_id": {"S": message.entry_id},
     }
+    if message.payload_id is None:
+        item["payload"] = {"S": request.payload_json}
+    else:
+        item["payload_ref"] = {"S": message.payload_id}
     if request.group_id is not None:
         item["group_id"] = {"S": request.group_id}
     if request.idempotency_key is not None:

@@ -34,7 +34,8 @@ def _settings() -> Settings:
 
 
 def _store() -> MessageStore:
-    return MessageStore(dynamodb_client(), _settings().messages_table)
+    settings = _settings()
+    return MessageStore(dynamodb_client(), settings.messages_table, payloads_table=settings.payloads_table)
 
 
 def _principal() -> str:

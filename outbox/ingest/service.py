@@ -12,8 +12,8 @@ from outbox.core.errors import IdempotencyConflict, MessageNotFound, StoreUnavai
 from outbox.core.settings import Settings
 from outbox.core.validation import MessageRequest
 from outbox.data.messages import MessageRecord
-from outbox.data.store import MessageExists, MessageStore
-from outbox.data.transactions import prepare_message, transaction_items
+from outbox.data.store import MessageExists, MessageStore, PayloadMissing
+from outbox.data.transactions import payload_put_item, place_payload, prepare_message, transaction_items
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,15 +36,23 @@ def accept(
     """Write the message and its outbox entry in one transaction, or recognise a replay.
 
     Same key and same request: the stored message answers (its current status). Same key, different
-    request: `IdempotencyConflict`, and nothing changes.
+    request: `IdempotencyConflict`, and the stored message does not change. A payload stored apart (ADR
+    0023) is written first, under a fresh id: if the transaction is refused, it is an orphan that expires.
     """
-    message = prepare_message(
-        request,
-        shards=settings.outbox_shards,
-        principal=principal,
-        now=now,
-        trace_header=trace_header,
+    message = place_payload(
+        prepare_message(
+            request,
+            shards=settings.outbox_shards,
+            principal=principal,
+            now=now,
+            trace_header=trace_header,
+        ),
+        payloads_table=settings.payloads_table,
+        retention_days=settings.retention_days,
     )
+    payload = payload_put_item(message)
+    if payload is not None:
+        store.put_payload(payload)
     items = transaction_items(
         message, messages_table=settings.messages_table, outbox_table=settings.outbox_table
     )
@@ -75,12 +83,31 @@ def message_status(
     message = store.get_message(message_id)
     if message is None or message.principal != principal:
         raise MessageNotFound(message_id)
-    return status_record(message, include_payload=include_payload)
+    return status_of(message, store=store, include_payload=include_payload)
 
 
-def status_record(message: MessageRecord, *, include_payload: bool = False) -> dict[str, Any]:
+def status_of(
+    message: MessageRecord, *, store: MessageStore, include_payload: bool = False
+) -> dict[str, Any]:
+    """`status_record` of a stored message, its payload read from wherever it is kept when asked for. A
+    payload that is gone does not hide the status: the record says why in `payload_error`."""
+    if not include_payload:
+        return status_record(message)
+    try:
+        payload = store.payload_of(message)
+    except PayloadMissing as missing:
+        record = status_record(message, include_payload=True)
+        record["payload_error"] = str(missing)  # the status still answers; the payload cannot
+        return record
+    return status_record(message, include_payload=True, payload=payload)
+
+
+def status_record(
+    message: MessageRecord, *, include_payload: bool = False, payload: str | None = None
+) -> dict[str, Any]:
     """A stored message as the API (and `outbox status`) shows it: ISO-8601 UTC times, no payload unless
-    asked for."""
+    asked for. `payload`: the payload's text when it is stored apart (`MessageStore.payload_of`); by
+    default the one in the message item."""
     record: dict[str, Any] = {
         "message_id": message.message_id,
         "status": message.status,
@@ -104,6 +131,7 @@ def status_record(message: MessageRecord, *, include_payload: bool = False) -> d
         record["redriven_at"] = list(message.redriven_at)
     if include_payload:
         # Numbers exactly as accepted.
-        record["payload"] = exact_json.loads(message.payload) if message.payload is not None else None
+        text = payload if payload is not None else message.payload
+        record["payload"] = exact_json.loads(text) if text is not None else None
         record["attributes"] = dict(message.attributes)
     return record

@@ -15,7 +15,7 @@ from typing import Any, Final
 import botocore.session
 
 from outbox.core.clients import CLIENT_CONFIG
-from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
+from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, PAYLOAD_KEY
 from outbox.core.settings import Settings
 from tests.infra.stack_support import Synthesized
 
@@ -87,6 +87,7 @@ class NeedsRecorder:
         names = {
             settings.messages_table: "Messages",
             settings.outbox_table: "Outbox",
+            **({settings.payloads_table: "Payloads"} if settings.payloads_table else {}),
             settings.queue_url: "Queue",
             **({dlq_url: "DeadLetterQueue"} if dlq_url else {}),
         }
@@ -106,7 +107,9 @@ def resource_names(synth: Synthesized) -> dict[str, str]:
     names: dict[str, str] = {}
     for key, value in synth.of_type("AWS::DynamoDB::Table").items():
         partition_key = value["Properties"]["KeySchema"][0]["AttributeName"]
-        names[key] = {MESSAGE_KEY: "Messages", OUTBOX_PARTITION_KEY: "Outbox"}[partition_key]
+        names[key] = {MESSAGE_KEY: "Messages", OUTBOX_PARTITION_KEY: "Outbox", PAYLOAD_KEY: "Payloads"}[
+            partition_key
+        ]
     for key, value in synth.of_type("AWS::SQS::Queue").items():
         names[key] = "Queue" if "RedrivePolicy" in value["Properties"] else "DeadLetterQueue"
     for key in synth.of_type("AWS::Logs::LogGroup"):

@@ -19,7 +19,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from typer.testing import CliRunner
 
-from outbox import cli
+from outbox import cli, enqueue
 from outbox.cdk import names
 from outbox.core.clients import dynamodb_client, sqs_client
 from relay.core import Relay, RelayConfig
@@ -37,6 +37,8 @@ INGEST_GRANTS: Final = {
     ("Messages", "dynamodb:PutItem"),  # the message Put of the ingest transaction
     ("Messages", "dynamodb:GetItem"),  # GET /messages/{id}; a replay whose cancellation lacks the item
     ("Outbox", "dynamodb:PutItem"),  # the entry Put of the same transaction
+    ("Payloads", "dynamodb:PutItem"),  # a payload stored apart, before the transaction (ADR 0023)
+    ("Payloads", "dynamodb:GetItem"),  # GET /messages/{id}?include=payload of one stored apart
 }
 RELAY_GRANTS: Final = {
     ("Outbox", "dynamodb:Query"),  # read a shard
@@ -45,6 +47,7 @@ RELAY_GRANTS: Final = {
     ("Outbox", "dynamodb:ConditionCheckItem"),  # the shard lease's check in every relay transaction
     ("Messages", "dynamodb:BatchGetItem"),  # fetch the messages of a batch
     ("Messages", "dynamodb:UpdateItem"),  # PENDING→QUEUED at finalize, PENDING→FAILED at poison
+    ("Payloads", "dynamodb:BatchGetItem"),  # the payloads stored apart of a batch (read only)
     ("Queue", "sqs:SendMessage"),  # SendMessageBatch
 }
 DOORBELL_GRANTS: Final = {
@@ -69,6 +72,7 @@ ADMIN_GRANTS: Final = {
     ("Messages", "dynamodb:BatchGetItem"),  # stats: do the parked entries still have their message?
     ("Messages", "dynamodb:UpdateItem"),  # requeue, skip (transactions), clear-owed-ttl
     ("Messages/index/failed", "dynamodb:Scan"),  # requeue --all-failed
+    ("Payloads", "dynamodb:GetItem"),  # status --payload of a payload stored apart
     ("Outbox", "dynamodb:GetItem"),  # requeue reads the parked entry
     ("Outbox", "dynamodb:UpdateItem"),  # requeue: parked entry back to READY (transaction)
     ("Outbox", "dynamodb:PutItem"),  # requeue: a new entry when the parked one was skipped (transaction)
@@ -87,6 +91,10 @@ NEVER_GRANTED: Final = {"sqs:GetQueueAttributes"}
 default stack)."""
 CONDITION_CHECK_GRANTS: Final = {(names.RELAY_HANDLER, "Outbox")}
 """The only `ConditionCheck` actions are the shard lease's in the relay's transactions (ADR 0018)."""
+
+
+LARGE: Final = {"blob": "x" * 2000}
+"""A payload its message item cannot hold within one write unit: stored apart (ADR 0023)."""
 
 
 @pytest.fixture
@@ -187,7 +195,11 @@ def test_ingest_handler_calls_exactly_what_its_role_grants(
     assert call_ingest("POST", "/messages", {"payload": {"n": 3}})[0] == 202
     status, record, _ = call_ingest("GET", f"/messages/{accepted['message_id']}")
     assert (status, record["status"]) == (200, "PENDING")
-    assert recorder.operations == {"dynamodb:TransactWriteItems", "dynamodb:GetItem"}
+    status, large, _ = call_ingest("POST", "/messages", {"payload": LARGE})  # stored apart
+    assert status == 202
+    status, record, _ = call_ingest("GET", f"/messages/{large['message_id']}", query={"include": "payload"})
+    assert (status, record["payload"]) == (200, LARGE)
+    assert recorder.operations == {"dynamodb:TransactWriteItems", "dynamodb:GetItem", "dynamodb:PutItem"}
     assert recorder.named(outbox.settings) == data_grants(role_grants(synthesized, names.INGEST_HANDLER))
 
 
@@ -223,10 +235,11 @@ class _RefusingQueue:
 
 @pytest.fixture
 def relayed(outbox: Outbox, recorder: NeedsRecorder) -> tuple[Outbox, list[str]]:
-    """Six messages through every relay path: three refused for good (FAILED, entries parked), one stale
-    (QUEUED before the relay saw it: entry dropped), two failed once (rolled back) and sent by a later run.
-    The relay's clients are recorded; the test's own reads and writes go through other clients."""
-    ids = ingest_messages(outbox, 6)
+    """Seven messages through every relay path: three refused for good (FAILED, entries parked), one stale
+    (QUEUED before the relay saw it: entry dropped), three failed once (rolled back) and sent by a later
+    run, the last of them with its payload stored apart. The relay's clients are recorded; the test's own
+    reads and writes go through other clients."""
+    ids = [*ingest_messages(outbox, 6), enqueue(LARGE, settings=outbox.settings).message_id]
     rejected, stale, retried = set(ids[:3]), ids[3], ids[4:]
     dynamodb_client().update_item(
         TableName=outbox.settings.messages_table,
@@ -248,10 +261,10 @@ def relayed(outbox: Outbox, recorder: NeedsRecorder) -> tuple[Outbox, list[str]]
     refusing = _RefusingQueue(sqs, rejected)
     first = relay.run(clock.monotonic() + 60)
     refusing.remove()
-    assert (first.poisoned, first.stale, first.rolled_back, first.sent) == (3, 1, 2, 0), first.as_dict()
+    assert (first.poisoned, first.stale, first.rolled_back, first.sent) == (3, 1, 3, 0), first.as_dict()
     clock.advance(3600)  # past every backoff
     second = relay.run(clock.monotonic() + 60)
-    assert second.sent == 2, second.as_dict()
+    assert second.sent == 3, second.as_dict()
     statuses = {message_id: (outbox.message(message_id) or {})["status"]["S"] for message_id in ids}
     assert statuses == {
         **dict.fromkeys(rejected, "FAILED"),
@@ -342,6 +355,7 @@ def test_admin_commands_call_exactly_what_the_policy_grants(
         return {entry["message_id"]["S"]: entry["state"]["S"] for entry in outbox.entries()}
 
     run("status", reused)
+    run("status", ids[-1], "--payload")  # its payload is stored apart
     run("stats", "--json")  # parked entries, one of them without its message
     run("skip", orphaned)  # its message is gone: found by reading the shards
     assert orphaned not in entry_states()

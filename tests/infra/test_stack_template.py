@@ -17,6 +17,7 @@ from outbox.core.schema import (
     MESSAGE_KEY,
     OUTBOX_PARTITION_KEY,
     OUTBOX_STREAM_VIEW,
+    PAYLOAD_KEY,
     QUEUE_MAX_MESSAGE_BYTES,
     TTL_ATTRIBUTE,
     messages_table_definition,
@@ -84,7 +85,7 @@ def test_failed_index_is_sparse_keys_only(synthesized: Synthesized) -> None:
 
 
 def test_tables_are_on_demand_recoverable_encrypted_and_retained(template: Template) -> None:
-    template.resource_count_is("AWS::DynamoDB::Table", 2)
+    template.resource_count_is("AWS::DynamoDB::Table", 3)
     template.all_resources(
         "AWS::DynamoDB::Table",
         {
@@ -103,10 +104,12 @@ def test_tables_are_on_demand_recoverable_encrypted_and_retained(template: Templ
     )
 
 
-def test_ttl_on_messages_only(synthesized: Synthesized) -> None:
+def test_ttl_on_messages_and_payloads_only(synthesized: Synthesized) -> None:
     messages = synthesized.resources[_table(synthesized, MESSAGE_KEY)]["Properties"]
+    payloads = synthesized.resources[_table(synthesized, PAYLOAD_KEY)]["Properties"]
     outbox = synthesized.resources[_table(synthesized, OUTBOX_PARTITION_KEY)]["Properties"]
     assert messages["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert payloads["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
     assert "TimeToLiveSpecification" not in outbox  # entries are deleted when relayed
 
 
@@ -178,18 +181,21 @@ def test_environment_is_exactly_what_settings_reads(synthesized: Synthesized, ha
     assert set(variables) == {field.name.upper() for field in dataclasses.fields(Settings)}
     assert variables["MESSAGES_TABLE"] == {"Ref": _table(synthesized, MESSAGE_KEY)}
     assert variables["OUTBOX_TABLE"] == {"Ref": _table(synthesized, OUTBOX_PARTITION_KEY)}
+    assert variables["PAYLOADS_TABLE"] == {"Ref": _table(synthesized, PAYLOAD_KEY)}
     queue, _ = _queues(synthesized)
     assert variables["QUEUE_URL"] == {"Ref": queue}
     resolved = {
         **variables,
         "MESSAGES_TABLE": PLACEHOLDER_MESSAGES_TABLE,
         "OUTBOX_TABLE": "t",
+        "PAYLOADS_TABLE": "p",
         "QUEUE_URL": "https://sqs/q",
     }
     assert Settings.from_env(resolved) == dataclasses.replace(
         synthesized.config.settings,
         messages_table=PLACEHOLDER_MESSAGES_TABLE,
         outbox_table="t",
+        payloads_table="p",
         queue_url="https://sqs/q",
     )
 
@@ -230,20 +236,26 @@ def _log_group_of(synthesized: Synthesized, handler: str) -> str:
 
 def test_ingest_permissions_are_pinned(synthesized: Synthesized) -> None:
     messages, outbox = _table(synthesized, MESSAGE_KEY), _table(synthesized, OUTBOX_PARTITION_KEY)
+    payloads = _table(synthesized, PAYLOAD_KEY)
     assert _statements(synthesized, names.INGEST_HANDLER) == [
         {
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Effect": "Allow",
             "Resource": _arn(_log_group_of(synthesized, names.INGEST_HANDLER)),
         },
-        # CDK merges the two Puts (same action) into one statement.
-        {"Action": "dynamodb:PutItem", "Effect": "Allow", "Resource": [_arn(outbox), _arn(messages)]},
-        {"Action": "dynamodb:GetItem", "Effect": "Allow", "Resource": _arn(messages)},
+        # CDK merges the three Puts (same action) into one statement.
+        {
+            "Action": "dynamodb:PutItem",
+            "Effect": "Allow",
+            "Resource": [_arn(outbox), _arn(messages), _arn(payloads)],
+        },
+        {"Action": "dynamodb:GetItem", "Effect": "Allow", "Resource": [_arn(messages), _arn(payloads)]},
     ]
 
 
 def test_relay_permissions_are_pinned(synthesized: Synthesized) -> None:
     messages, outbox = _table(synthesized, MESSAGE_KEY), _table(synthesized, OUTBOX_PARTITION_KEY)
+    payloads = _table(synthesized, PAYLOAD_KEY)
     queue, _ = _queues(synthesized)
     assert _statements(synthesized, names.RELAY_HANDLER) == [
         {
@@ -266,6 +278,7 @@ def test_relay_permissions_are_pinned(synthesized: Synthesized) -> None:
             "Effect": "Allow",
             "Resource": _arn(messages),
         },
+        {"Action": "dynamodb:BatchGetItem", "Effect": "Allow", "Resource": _arn(payloads)},
         {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": _arn(queue)},
         {
             "Action": [
@@ -283,6 +296,7 @@ def test_relay_permissions_are_pinned(synthesized: Synthesized) -> None:
 def test_operator_policy_is_pinned(synthesized: Synthesized) -> None:
     """Attached to nothing; `OperatorPolicyArn` names it (tests/infra/test_iam_grants.py: why each action)."""
     messages, outbox = _table(synthesized, MESSAGE_KEY), _table(synthesized, OUTBOX_PARTITION_KEY)
+    payloads = _table(synthesized, PAYLOAD_KEY)
     (policy,) = synthesized.of_type("AWS::IAM::ManagedPolicy").values()
     assert set(policy["Properties"]) == {"Description", "Path", "PolicyDocument"}
     assert policy["Properties"]["PolicyDocument"]["Statement"] == [
@@ -291,6 +305,7 @@ def test_operator_policy_is_pinned(synthesized: Synthesized) -> None:
             "Effect": "Allow",
             "Resource": _arn(messages),
         },
+        {"Action": "dynamodb:GetItem", "Effect": "Allow", "Resource": _arn(payloads)},
         {
             "Action": "dynamodb:Scan",
             "Effect": "Allow",
@@ -539,6 +554,7 @@ def test_outputs(synthesized: Synthesized) -> None:
     assert set(synthesized.template["Outputs"]) == {
         names.OUTPUT_MESSAGES_TABLE,
         names.OUTPUT_OUTBOX_TABLE,
+        names.OUTPUT_PAYLOADS_TABLE,
         names.OUTPUT_QUEUE_URL,
         names.OUTPUT_DLQ_URL,
         names.OUTPUT_API_URL,
