@@ -53,6 +53,7 @@ from bench.run import Cost, _Aws, _embedded, _load, _settings, cost_of, payload_
 from bench.units import CallRecord, Meter, item_size
 from outbox.consumer import Consumed, ConsumedMessage, OutboxConsumer
 from outbox.consumer.processor import DEFAULT_RETENTION_DAYS, MESSAGE_ID_ATTRIBUTE
+from outbox.core import usage
 from outbox.core.domain import Status
 from outbox.core.settings import Settings
 from outbox.local.consumer import lambda_sqs_event
@@ -299,8 +300,8 @@ class ConsumerBench:
             "payload_bytes": self.payload_bytes,
             "item_bytes": self.item_bytes,
             "prices": {
-                "write_unit": model.PRICE_PER_WRITE_UNIT,
-                "read_unit": model.PRICE_PER_READ_UNIT,
+                "write_unit": usage.PRICE_PER_WRITE_UNIT,
+                "read_unit": usage.PRICE_PER_READ_UNIT,
             },
             "idempotency_expires_after_seconds": IDEMPOTENCY_EXPIRES_SECONDS,
             "message_retention_days": DEFAULT_RETENTION_DAYS,
@@ -708,8 +709,8 @@ def markdown(bench: ConsumerBench, command: str) -> str:
         "before and after it, twice that inside `TransactWriteItems`; a write refused by its condition is "
         "billed on the item as it stands (at least 1); `ReturnValuesOnConditionCheckFailure` returns the "
         "item at no extra charge. "
-        f"Prices: ${model.PRICE_PER_WRITE_UNIT * 1e6:.3f} per million write units, "
-        f"${model.PRICE_PER_READ_UNIT * 1e6:.3f} per million read units (bench/model.py). SQS and Lambda "
+        f"Prices: ${usage.PRICE_PER_WRITE_UNIT * 1e6:.3f} per million write units, "
+        f"${usage.PRICE_PER_READ_UNIT * 1e6:.3f} per million read units (bench/model.py). SQS and Lambda "
         "are the same for both consumers and left out.",
         f"Caveat: {CAVEAT}",
         "",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 from bench import model
 from bench.units import CallRecord, read_units
+from outbox.core import usage
 from outbox.core.settings import Settings
 from relay.core import RelayConfig
 
@@ -220,7 +221,7 @@ def duration_dollars(run_ms: float, memory_mb: int) -> float:
 def query_read_dollars() -> float:
     """One strongly consistent `Query` (the relay reads its pages consistently): the minimum unit when
     empty."""
-    return read_units(0, consistent=True) * model.PRICE_PER_READ_UNIT
+    return read_units(0, consistent=True) * usage.PRICE_PER_READ_UNIT
 
 
 def idle_costs(*, shards: int, schedule_seconds: int, memory_mb: int, run_ms: float) -> tuple[CostLine, ...]:

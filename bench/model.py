@@ -13,11 +13,9 @@ from typing import Final
 
 from bench.units import CallRecord, read_units, sqs_requests, write_units
 
-# On-demand list prices (us-east-1): https://aws.amazon.com/dynamodb/pricing/on-demand/ and
-# https://aws.amazon.com/sqs/pricing/ (standard queue, beyond the free tier).
-PRICE_PER_WRITE_UNIT: Final = 0.625e-6
-PRICE_PER_READ_UNIT: Final = 0.125e-6
-PRICE_PER_SQS_REQUEST: Final = 0.40e-6
+# On-demand list prices (us-east-1), kept in one place with their sources: the live cost metrics and the
+# dashboard use the same (outbox/core/usage.py).
+from outbox.core.usage import PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST, PRICE_PER_WRITE_UNIT
 
 
 @dataclass(frozen=True, slots=True)

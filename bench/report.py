@@ -9,6 +9,7 @@ from typing import Any, Final
 from bench import model
 from bench.run import RelayResult, Scenario
 from bench.startup import Asset
+from outbox.core import usage
 from relay.core import RelayConfig
 
 MOTO_CAVEAT: Final = (
@@ -166,9 +167,9 @@ def markdown(
                 )
     lines += [
         "",
-        f"Prices: ${model.PRICE_PER_WRITE_UNIT * 1e6:.3f} per million write units, "
-        f"${model.PRICE_PER_READ_UNIT * 1e6:.3f} per million read units, "
-        f"${model.PRICE_PER_SQS_REQUEST * 1e6:.2f} per million SQS requests (on-demand list). "
+        f"Prices: ${usage.PRICE_PER_WRITE_UNIT * 1e6:.3f} per million write units, "
+        f"${usage.PRICE_PER_READ_UNIT * 1e6:.3f} per million read units, "
+        f"${usage.PRICE_PER_SQS_REQUEST * 1e6:.2f} per million SQS requests (on-demand list). "
         "Modeled rates: Σ calls x typical latency (bench/model.py; figures and sources in ADR 0012) — an "
         "assumption, not a measurement.",
         f"Caveat: {MOTO_CAVEAT}",
@@ -241,9 +242,9 @@ def document(
         "command": command,
         "relay_config": asdict(config),
         "prices": {
-            "write_unit": model.PRICE_PER_WRITE_UNIT,
-            "read_unit": model.PRICE_PER_READ_UNIT,
-            "sqs_request": model.PRICE_PER_SQS_REQUEST,
+            "write_unit": usage.PRICE_PER_WRITE_UNIT,
+            "read_unit": usage.PRICE_PER_READ_UNIT,
+            "sqs_request": usage.PRICE_PER_SQS_REQUEST,
         },
         "latency_model_ms": {name: asdict(latency) for name, latency in model.LATENCY.items()},
         "transfer_bytes_per_ms": model.TRANSFER_BYTES_PER_MS,

@@ -69,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups-per-client", type=int, default=3, help="FIFO groups per ingest client")
     parser.add_argument("--relay-seconds", type=float, default=6.0, help="time budget of one relay run")
     parser.add_argument("--drain-budget", type=float, default=120.0, help="seconds the clean drain may take")
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        default=0,
+        help="consumer lanes reading the queue through the consumer helper, with crashes, timeouts, failures "
+        "and lost deletes (chaos/consumers.py); 0: the checker reads the queue itself",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     scenario = Scenario(
@@ -93,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         groups_per_client=args.groups_per_client,
         relay_run_seconds=args.relay_seconds,
         drain_budget_seconds=args.drain_budget,
+        consumers=args.consumers,
     )
     figures = run_scenario(scenario)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +145,7 @@ def print_figures(console: Console, figures: Figures) -> None:
             f"{figures.relay_summary.get('duplicates_possible', 0):,}",
         ),
         ("ingest retries / replays", f"{figures.ingest_retries:,} / {figures.ingest_replays:,}"),
-        ("QUEUED", f"{figures.queued:,}"),
+        ("COMPLETED" if figures.consumers else "QUEUED", f"{figures.queued:,}"),
         ("received from SQS", f"{figures.received:,}"),
         ("lost", f"{figures.lost}"),
         ("wrong payload", f"{figures.wrong_payload}"),
@@ -152,6 +160,7 @@ def print_figures(console: Console, figures: Figures) -> None:
             if scenario.get("fifo")
             else []
         ),
+        *(_consumer_rows(figures) if figures.consumers else []),
         ("status regressions", f"{figures.regressions} ({figures.status_scans:,} scans)"),
         ("stuck entries", f"{figures.stuck_entries}"),
         ("FIFO order violations", f"{figures.order_violations}"),
@@ -164,6 +173,30 @@ def print_figures(console: Console, figures: Figures) -> None:
     console.print(
         "[bold green]OK[/]" if figures.ok else "[bold red]NOT OK[/]: an invariant failed (see JSON)"
     )
+
+
+def _consumer_rows(figures: Figures) -> list[tuple[str, str]]:
+    outcomes = figures.consumer_outcomes
+    return [
+        ("consumer lanes / receives", f"{figures.consumers} / {figures.consumer_receives:,}"),
+        (
+            "  crashed / timed out / failed / lost deletes",
+            f"{outcomes.get('crashed', 0)} / {outcomes.get('timed_out', 0)} / {outcomes.get('failed', 0)} / "
+            f"{outcomes.get('lost_delete', 0)}",
+        ),
+        (
+            "  claims lost / not claimed / duplicates suppressed",
+            " / ".join(str(outcomes.get(name, 0)) for name in ("claim_lost", "not_claimed", "duplicate")),
+        ),
+        ("COMPLETED", f"{figures.completed:,}"),
+        (
+            "side effects applied once / never / more than once",
+            f"{figures.effects_applied_once:,} / {figures.effects_missing} / "
+            f"{figures.effects_applied_more_than_once}",
+        ),
+        ("stuck PROCESSING / in the DLQ", f"{figures.stuck_processing} / {figures.dead_lettered}"),
+        ("redriven from the DLQ by the drain", f"{len(figures.redriven)}"),
+    ]
 
 
 def _doorbell_rows(figures: Figures) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaos.consumers import ConsumerLog
 from outbox.core.settings import Settings
 from outbox.local.queue import drain_queue, message_id_of
 from outbox.provisioning import Resources
@@ -20,6 +21,22 @@ ALLOWED_MOVES = {("PENDING", "QUEUED"), ("PENDING", "FAILED")}
 """Forward moves; FAILED→PENDING (and FAILED→QUEUED, its requeue seen between samples) only for a
 message the drain requeued: that is the one audited backwards move (docs/design.md §2)."""
 REQUEUE_MOVES = {("FAILED", "PENDING"), ("FAILED", "QUEUED")}
+CONSUMER_MOVES = {
+    ("QUEUED", "PROCESSING"),
+    ("PROCESSING", "COMPLETED"),
+    ("PROCESSING", "QUEUED"),  # the helper gives a failed run back (ADR 0019), `last_error` kept
+    # A sample between two of them sees a later one directly.
+    ("QUEUED", "COMPLETED"),
+    ("PENDING", "PROCESSING"),
+    ("PENDING", "COMPLETED"),
+}
+"""With consumers (issue #16): the consumer side's moves, all conditional writes of the helper."""
+REQUEUED_CONSUMER_MOVES = {("FAILED", "PROCESSING"), ("FAILED", "COMPLETED")}
+REDRIVE_MOVES = {(before, "DEAD_LETTERED") for before in ("PENDING", "QUEUED", "PROCESSING")} | {
+    ("DEAD_LETTERED", after) for after in ("PENDING", "QUEUED", "PROCESSING", "COMPLETED")
+}
+"""Marked DEAD_LETTERED and redriven through the outbox by the drain (ADR 0020): the other audited way
+back, allowed only for the messages the drain redrove."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,14 @@ class Accepted:
     group: str | None
     payload: dict[str, Any]
     at: float
+
+
+@dataclass(frozen=True)
+class ConsumerSide:
+    """What the checker reads of the consumers: their log and their effects table (chaos/consumers.py)."""
+
+    log: ConsumerLog
+    effects_table: str
 
 
 @dataclass
@@ -66,6 +91,8 @@ class Figures:
     status_samples: int = 0
     status_scans: int = 0
     requeued: list[str] = field(default_factory=list)
+    redriven: list[str] = field(default_factory=list)
+    """Messages the consumer drain found in the dead-letter queue and redrove through the outbox."""
     drain_runs: int = 0
     drain_sent: int = 0
     faults: dict[str, int] = field(default_factory=dict)
@@ -112,10 +139,33 @@ class Figures:
     chaos_seconds: float = 0.0
     ingest_seconds: float = 0.0
     seconds: float = 0.0
+    consumers: int = 0
+    completed: int = 0
+    """With consumers: accepted messages COMPLETED at the end (must be all of them)."""
+    effects_applied_once: int = 0
+    effects_missing: int = 0
+    """Accepted messages whose side effect was never applied."""
+    effects_applied_more_than_once: int = 0
+    """Accepted messages whose side effect was applied twice or more: what the helper must prevent."""
+    stuck_processing: int = 0
+    """Messages PROCESSING after the drain."""
+    dead_lettered: int = 0
+    """Messages in the dead-letter queue at the end."""
+    consumer_receives: int = 0
+    consumer_outcomes: dict[str, int] = field(default_factory=dict)
+    consumer_drain_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         fifo_ok = not self.scenario.get("fifo") or (self.duplicates == 0 and self.order_violations == 0)
+        consumers_ok = not self.consumers or (
+            self.completed == self.accepted
+            and self.effects_applied_once == self.accepted
+            and self.effects_missing == 0
+            and self.effects_applied_more_than_once == 0
+            and self.stuck_processing == 0
+            and self.dead_lettered == 0
+        )
         return (
             self.accepted > 0
             and self.lost == 0
@@ -127,6 +177,7 @@ class Figures:
             and not self.ingest_bugs
             and self.queued == self.accepted
             and fifo_ok
+            and consumers_ok
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -208,20 +259,30 @@ def check(
     resources: Resources,
     settings: Settings,
     fifo: bool,
+    consumers: ConsumerSide | None = None,
 ) -> None:
+    """The invariants, read from the tables and the queue. With `consumers`, a message is delivered when it
+    is COMPLETED, what the relay sent is what the consumers received (one SQS message id per send, however
+    often SQS redelivered it) plus what is left in the queue, and the effects table must hold exactly one
+    application per accepted message."""
     by_id = {message.message_id: message for message in accepted}
     figures.accepted = len(by_id)
     items = _scan(dynamodb, resources.messages_table)
     statuses = {item["message_id"]["S"]: item["status"]["S"] for item in items}
+    delivered = "COMPLETED" if consumers else "QUEUED"
     figures.payloads_apart = sum(
         1 for item in items if "payload_ref" in item and item["message_id"]["S"] in by_id
     )
-    figures.queued = sum(1 for message_id in by_id if statuses.get(message_id) == "QUEUED")
+    figures.queued = sum(1 for message_id in by_id if statuses.get(message_id) == delivered)
     figures.stuck_entries = sum(  # the shard leases share the table: not entries
         1 for item in _scan(dynamodb, resources.outbox_table) if not is_lease_partition(item["shard"]["S"])
     )
 
     received = drain_queue(sqs, resources.queue_url)
+    if consumers is not None:
+        _check_consumers(figures, consumers, by_id, statuses, dynamodb=dynamodb, sqs=sqs, resources=resources)
+        with consumers.log.lock:
+            received = [*consumers.log.first_receipts.values(), *received]
     figures.received = len(received)
     copies = Counter(message_id_of(message) for message in received)
     figures.unique_received = len(copies)
@@ -229,7 +290,7 @@ def check(
     figures.duplicated_messages = sum(1 for count in copies.values() if count > 1)
     figures.unexpected_messages = len(set(copies) - set(statuses))
     missing = sorted(message_id for message_id in by_id if copies[message_id] == 0)
-    not_queued = sorted(message_id for message_id in by_id if statuses.get(message_id) != "QUEUED")
+    not_queued = sorted(message_id for message_id in by_id if statuses.get(message_id) != delivered)
     figures.lost_ids = sorted(set(missing) | set(not_queued))[:20]
     figures.lost = len(set(missing) | set(not_queued))
 
@@ -244,11 +305,15 @@ def check(
             figures.wrong_payload += 1
 
     requeued = set(figures.requeued)
+    allowed = ALLOWED_MOVES | (CONSUMER_MOVES if consumers else set())
+    after_requeue = REQUEUE_MOVES | (REQUEUED_CONSUMER_MOVES if consumers else set())
+    redriven = set(figures.redriven)
     regressions = [
         f"{message_id}: {before}→{after}"
         for message_id, before, after in sampler.moves
-        if (before, after) not in ALLOWED_MOVES
-        and not ((before, after) in REQUEUE_MOVES and message_id in requeued)
+        if (before, after) not in allowed
+        and not ((before, after) in after_requeue and message_id in requeued)
+        and not ((before, after) in REDRIVE_MOVES and message_id in redriven)
     ]
     figures.regressions = len(regressions)
     figures.regression_samples = regressions[:20]
@@ -256,7 +321,7 @@ def check(
     figures.status_samples = sampler.samples
     figures.status_scans = sampler.scans
 
-    if fifo:
+    if fifo and consumers is None:  # with consumers, receipts interleave across lanes and redeliveries
         violations = order_violations_in(received, accepted)
         figures.order_violations = len(violations)
         figures.order_violation_samples = violations[:20]
@@ -274,13 +339,47 @@ def check(
         figures.duplicates_unexplained = figures.duplicates
 
 
+def _check_consumers(
+    figures: Figures,
+    consumers: ConsumerSide,
+    by_id: dict[str, Accepted],
+    statuses: dict[str, str],
+    *,
+    dynamodb: Any,
+    sqs: Any,
+    resources: Resources,
+) -> None:
+    """The consumer side's invariants: every accepted message's side effect applied exactly once, none left
+    PROCESSING, none in the dead-letter queue."""
+    figures.consumers = int(figures.scenario.get("consumers", 0))
+    figures.completed = figures.queued
+    applied = {
+        item["message_id"]["S"]: int(item.get("applied", {}).get("N", "0"))
+        for item in _scan(dynamodb, consumers.effects_table)
+    }
+    figures.effects_applied_once = sum(1 for message_id in by_id if applied.get(message_id) == 1)
+    figures.effects_missing = sum(1 for message_id in by_id if applied.get(message_id, 0) == 0)
+    figures.effects_applied_more_than_once = sum(1 for count in applied.values() if count > 1)
+    figures.stuck_processing = sum(1 for status in statuses.values() if status == "PROCESSING")
+    dead = sqs.get_queue_attributes(
+        QueueUrl=resources.dlq_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    figures.dead_lettered = int(dead["ApproximateNumberOfMessages"]) + int(
+        dead["ApproximateNumberOfMessagesNotVisible"]
+    )
+    with consumers.log.lock:
+        figures.consumer_receives = consumers.log.receives
+        figures.consumer_outcomes = dict(sorted(consumers.log.outcomes.items()))
+
+
 def _classify_duplicates(figures: Figures, received: list[dict[str, Any]]) -> None:
     """Why each extra copy exists, as far as the queue shows it: a requeued message, or a copy sent more
     than 5 minutes after the first (beyond SQS FIFO deduplication)."""
     sent_at: dict[str, list[int]] = defaultdict(list)
     for sqs_message in received:
         sent_at[message_id_of(sqs_message)].append(int(sqs_message["Attributes"].get("SentTimestamp", 0)))
-    requeued = set(figures.requeued)
+    requeued = set(figures.requeued) | set(figures.redriven)  # both send a message again, on purpose
     for message_id, times in sent_at.items():
         extra = len(times) - 1
         if extra <= 0:

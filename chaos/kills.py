@@ -66,6 +66,18 @@ INGEST_DYNAMODB_FAULTS: Final[dict[str, list[tuple[FaultKind, float]]]] = {
 }
 
 
+CONSUMER_DYNAMODB_FAULTS: Final[dict[str, list[tuple[FaultKind, float]]]] = {
+    # The consumer helper (ADR 0019): its claim and give-back (UpdateItem) and its completion with the side
+    # effect (TransactWriteItems); a lost response is the one that matters: applied, answer lost.
+    "UpdateItem": [(FaultKind.LOST_RESPONSE, 0.5), (FaultKind.SERVER_ERROR, 0.5)],
+    "TransactWriteItems": [
+        (FaultKind.LOST_RESPONSE, 0.4),
+        (FaultKind.THROTTLE, 0.3),
+        (FaultKind.SERVER_ERROR, 0.3),
+    ],
+}
+
+
 def install_faults(
     client: Any,
     plan: dict[str, list[tuple[FaultKind, float]]],

@@ -10,9 +10,14 @@ Phases (ADR 0013):
    dropped, duplicated, delayed and reordered on the way (chaos/doorbell.py, ADR 0017): two doorbell runs
    and a sweep can work one shard at once. A separate, unfaulted client samples every message's status
    throughout.
+   With `consumers` > 0, that many consumer lanes (chaos/consumers.py, issue #16) read the queue through
+   the consumer helper at the same time, crashing between claim and completion, timing out, failing and
+   losing deletes, and commit a side effect in an effects table of their own with each completion.
 2. drain: faults off, FAILED messages requeued (the one audited backwards move), one clean relay whose
-   clock is past every lease and backoff runs until the outbox is empty.
-3. check: `chaos.checker` reads the tables and the whole queue directly.
+   clock is past every lease and backoff runs until the outbox is empty; with consumers, they then run
+   until every accepted message is COMPLETED (or the budget is spent).
+3. check: `chaos.checker` reads the tables and the whole queue directly (with consumers, what they
+   received, the effects table and what is left in the queue and its dead-letter queue).
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ from unittest import mock
 
 import botocore.session
 
-from chaos.checker import Accepted, Figures, StatusSampler, check
+from chaos.checker import Accepted, ConsumerSide, Figures, StatusSampler, check
+from chaos.consumers import ChaosConsumer, ConsumerFaults, ConsumerLog, effects_table_definition
 from chaos.doorbell import Perturbation, StreamFeed
 from chaos.kills import (
+    CONSUMER_DYNAMODB_FAULTS,
     INGEST_DYNAMODB_FAULTS,
     RELAY_CONFIG,
     RELAY_DYNAMODB_FAULTS,
@@ -57,7 +64,7 @@ from outbox.core.errors import InvalidRequest
 from outbox.core.settings import Settings
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
 from outbox.local.stream import StreamTail
-from outbox.ops import admin
+from outbox.ops import admin, dlq
 from outbox.provisioning import Resources, provision
 from outbox.testing.calls import CallCounter
 from outbox.testing.faults import Crash, FaultInjector
@@ -124,6 +131,14 @@ class Scenario:
     progress_seconds: float = 0.0
     """Print a progress line to stderr this often during ingest (0: never)."""
     """Pause between two status scans (each reads the whole Messages table: widen it for big runs)."""
+
+    consumers: int = 0
+    """Consumer lanes reading the queue through the consumer helper (chaos/consumers.py); 0: none, the
+    checker drains the queue itself and messages stay QUEUED."""
+    consumer_crash: float = 0.05
+    consumer_timeout: float = 0.03
+    consumer_fail: float = 0.05
+    consumer_lost_delete: float = 0.08
 
     groups_per_client: int = 3
     """FIFO groups per ingest client. A FIFO relay sends at most one entry per group in a `SendMessageBatch`
@@ -249,6 +264,9 @@ class _Run:
         """FIFO: shared by every relay's SQS faults, so none fails a resend SQS would accept."""
         self.feed: StreamFeed | None = None
         """The doorbell's perturbed stream, when the scenario has doorbell relays."""
+        self.consumer_log = ConsumerLog()
+        self.consumers_stop = threading.Event()
+        self.effects_table = f"{resources.messages_table.removesuffix('-messages')}-effects"
 
     def client(self, service: str, session: Any = None) -> Any:
         """A client of its own (faults and kill switches are per client), built as `outbox.core.clients` does.
@@ -526,7 +544,11 @@ class _Run:
             ]
             doorbells.append(threading.Thread(target=feed.run, args=(self.stop,), name="stream-feed"))
         killer = threading.Thread(target=self.killer, name="killer")
-        for thread in [*ingest, *relays, *processes, *doorbells, killer]:
+        self.consumer_threads = [
+            threading.Thread(target=self.consumer_lane, args=(n,), name=f"consumer-{n}")
+            for n in range(scenario.consumers)
+        ]
+        for thread in [*ingest, *relays, *processes, *doorbells, killer, *self.consumer_threads]:
             thread.start()
         for thread in ingest:
             while thread.is_alive():
@@ -546,6 +568,93 @@ class _Run:
             thread.join()
         if self.feed is not None:
             self.feed.close()
+
+    def consumer_lane(self, number: int) -> None:
+        """One consumer lane, with faults on its DynamoDB client (lost responses on its claims and
+        completions among them) until the consumers are stopped after the drain."""
+        scenario = self.scenario
+        dynamodb = self.client("dynamodb")
+        injector = install_faults(
+            dynamodb, CONSUMER_DYNAMODB_FAULTS, scenario.fault_rate, scenario.seed * 500 + number
+        )
+        counter = CallCounter(dynamodb)
+        consumer = ChaosConsumer(
+            sqs=self.client("sqs"),
+            dynamodb=dynamodb,
+            queue_url=self.settings.queue_url,
+            messages_table=self.settings.messages_table,
+            effects_table=self.effects_table,
+            faults=ConsumerFaults(
+                crash=scenario.consumer_crash,
+                timeout=scenario.consumer_timeout,
+                fail=scenario.consumer_fail,
+                lost_delete=scenario.consumer_lost_delete,
+            ),
+            log=self.consumer_log,
+            rng=random.Random(scenario.seed * 700 + number),  # noqa: S311
+        )
+        try:
+            consumer.run(self.consumers_stop)
+        finally:
+            self.tally.absorb([injector], counter)
+
+    def consumer_drain(self, figures: Figures) -> None:
+        """Let the consumers finish: until every accepted message is COMPLETED and the queue is empty, or
+        the budget is spent. Their faults stay on (at most two per message, chaos/consumers.py)."""
+        dynamodb, sqs = self.client("dynamodb"), self.client("sqs")
+        ids = {message.message_id for message in self.accepted}
+        deadline = time.monotonic() + self.scenario.drain_budget_seconds
+        while time.monotonic() < deadline:
+            self._redrive_dead_letters(figures, dynamodb, sqs)
+            statuses = _statuses(dynamodb, self.settings.messages_table)
+            done = sum(1 for message_id in ids if statuses.get(message_id) == "COMPLETED")
+            waiting = sqs.get_queue_attributes(
+                QueueUrl=self.settings.queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            in_queue = int(waiting["ApproximateNumberOfMessages"]) + int(
+                waiting["ApproximateNumberOfMessagesNotVisible"]
+            )
+            if self.scenario.progress_seconds:
+                print(f"chaos: consumers completed {done:,}/{len(ids):,}", file=sys.stderr, flush=True)
+            if done == len(ids) and in_queue == 0:
+                break
+            time.sleep(0.5)
+        self.consumers_stop.set()
+        for thread in self.consumer_threads:
+            thread.join()
+        figures.consumer_drain_seconds = round(
+            self.scenario.drain_budget_seconds - (deadline - time.monotonic()), 1
+        )
+
+    def _redrive_dead_letters(self, figures: Figures, dynamodb: Any, sqs: Any) -> None:
+        """What reached the dead-letter queue (five receives without a delete) goes through the outbox again,
+        as an operator's `outbox dlq redrive --all` sends it (ADR 0020), and a clean relay sends it. FIFO:
+        SQS would drop a resend within 5 minutes of the first as a duplicate, so the redrive leaves those
+        (`dlq.redrive` refuses them) and the checker reports them in the DLQ."""
+        redriven = dlq.redrive(
+            None,
+            sqs=sqs,
+            dynamodb=dynamodb,
+            settings=self.settings,
+            dlq_url=self.resources.dlq_url,
+            actor="chaos-drain",
+            peek_seconds=2,
+        )
+        moved = [
+            result.message_id for result in redriven if result.outcome == "redriven" and result.message_id
+        ]
+        if not moved:
+            return
+        figures.redriven.extend(moved)
+        relay = Relay(
+            dynamodb=dynamodb,
+            sqs=sqs,
+            settings=self.settings,
+            clock=OffsetClock(timedelta(hours=2)),
+            retry_policy=RELAY_RETRIES,
+        )
+        relay.run(time.monotonic() + 30)
 
     def _stream_feed(self) -> StreamFeed:
         """The Outbox table's stream, read from now on by an unfaulted client, perturbed as configured."""
@@ -614,6 +723,8 @@ def run_scenario(scenario: Scenario) -> Figures:
             # the first one's tables, so every scenario gets names of its own.
             prefix = f"chaos-{'fifo' if scenario.fifo else 'std'}-{uuid.uuid4().hex[:8]}"
             resources = provision(dynamodb, sqs, prefix=prefix, fifo=scenario.fifo)
+            if scenario.consumers:
+                dynamodb.create_table(**effects_table_definition(f"{prefix}-effects"))
             settings = Settings.from_env({**os.environ, **resources.environment()})
             run = _Run(scenario, aws, resources, settings)
             if scenario.fifo:
@@ -628,6 +739,10 @@ def run_scenario(scenario: Scenario) -> Figures:
             figures.chaos_seconds = round(chaos_seconds, 1)
             figures.ingest_seconds = round(run.ingest_seconds, 1)
             run.drain_phase(figures)
+            consumer_side = None
+            if scenario.consumers:
+                run.consumer_drain(figures)
+                consumer_side = ConsumerSide(log=run.consumer_log, effects_table=run.effects_table)
             sampler.stop()
             _fill_figures(figures, run.tally)
             if run.feed is not None:
@@ -642,6 +757,7 @@ def run_scenario(scenario: Scenario) -> Figures:
                 resources=resources,
                 settings=settings,
                 fifo=scenario.fifo,
+                consumers=consumer_side,
             )
     finally:
         aws.stop()
@@ -688,3 +804,13 @@ def _kill_after(rng: random.Random, lifetimes: list[float]) -> float:
         return rng.uniform(1.5, 4.0)
     typical = sorted(lifetimes)[len(lifetimes) // 2]
     return rng.uniform(0.3 * typical, 0.9 * typical)
+
+
+def _statuses(dynamodb: Any, table: str) -> dict[str, str]:
+    pages = dynamodb.get_paginator("scan").paginate(
+        TableName=table,
+        ConsistentRead=True,
+        ProjectionExpression="message_id, #status",
+        ExpressionAttributeNames={"#status": "status"},
+    )
+    return {item["message_id"]["S"]: item["status"]["S"] for page in pages for item in page["Items"]}

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from outbox.core.clients import dynamodb_client, sqs_client
 from outbox.core.functions import DOORBELL_RUN_SECONDS, RELAY_STOP_MARGIN_SECONDS, WAIT_FOR_BUSY_SHARDS
 from outbox.core.settings import Settings
+from outbox.core.usage import Usage, UsageMeter
 from relay.clock import SystemClock
 from relay.core import Relay
 from relay.doorbell import shards_rung
@@ -34,6 +35,8 @@ SERVICE: Final = "outbox-relay"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 _clock = SystemClock()
+_usage = UsageMeter()
+"""The capacity units and SQS requests of the relay's clients, taken once per invocation (issue #17)."""
 
 
 def _relay() -> Relay:
@@ -44,11 +47,15 @@ def _relay() -> Relay:
 
 @functools.lru_cache(maxsize=1)
 def _relay_for(dynamodb: DynamoDBClient, sqs: SQSClient, settings: Settings) -> Relay:
+    _usage.attach(dynamodb)
+    _usage.attach(sqs)
     return Relay(dynamodb=dynamodb, sqs=sqs, settings=settings, clock=_clock)
 
 
-def publish_metrics(sink: Metrics, summary: RunSummary) -> None:
-    """The run's counts as CloudWatch metrics (EMF); the alarms in infra/ watch some of them."""
+def publish_metrics(sink: Metrics, summary: RunSummary, usage: Usage | None = None) -> None:
+    """The run's counts as CloudWatch metrics (EMF); the alarms in infra/ watch some of them. `usage`: what
+    the run's calls consumed (DynamoDB units as DynamoDB reported them, SQS requests as billed), which the
+    dashboard prices per million messages; published, like the batch latency, by runs that did work."""
     for name, value in (
         ("MessagesSent", summary.sent),
         ("MessagesRolledBack", summary.rolled_back),
@@ -64,19 +71,26 @@ def publish_metrics(sink: Metrics, summary: RunSummary) -> None:
         name="OldestPendingAgeSeconds", unit=MetricUnit.Seconds, value=summary.oldest_pending_age_seconds
     )
     if summary.batches:
+        # Only with work done: an idle stack pays for no metric it does not need (CloudWatch bills a custom
+        # metric per hour it receives data), and its sweeps' empty reads are in the idle cost (ADR 0017).
         average_ms = 1000 * summary.batch_seconds_total / summary.batches
         sink.add_metric(name="BatchLatency", unit=MetricUnit.Milliseconds, value=average_ms)
+        usage = usage or Usage()
+        sink.add_metric(name="DynamoDBWriteUnits", unit=MetricUnit.Count, value=usage.write_units)
+        sink.add_metric(name="DynamoDBReadUnits", unit=MetricUnit.Count, value=usage.read_units)
+        sink.add_metric(name="SQSRequests", unit=MetricUnit.Count, value=usage.sqs_requests)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     relay = _relay()
+    _usage.take()  # what the clients did before this invocation is not its own
     deadline = _clock.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
     try:
         shards = shards_rung(event)
         full_pass = shards is None and event.get(WAIT_FOR_BUSY_SHARDS) is True
         summary = relay_rung(relay, deadline, shards, wait_for_busy=full_pass)
-        publish_metrics(metrics, summary)
+        publish_metrics(metrics, summary, _usage.take())
     finally:
         _flush(metrics)
     logger.info("relay run finished", **summary.as_dict())

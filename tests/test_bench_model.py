@@ -14,6 +14,7 @@ import pytest
 
 from bench import latency_model as lm
 from bench import model
+from outbox.core import usage
 from outbox.core.settings import Settings
 from relay.core import RelayConfig
 
@@ -182,7 +183,7 @@ def test_a_woken_invocation_for_one_message_adds_up() -> None:
     assert woken.run_ms == pytest.approx(expected_ms)
     assert woken.request == model.LAMBDA_PRICE_PER_REQUEST.value
     assert woken.duration == pytest.approx(math.ceil(expected_ms) / 1000 * 0.5 * 0.0000133334)
-    assert woken.reads == pytest.approx(2 * model.PRICE_PER_READ_UNIT)
+    assert woken.reads == pytest.approx(2 * usage.PRICE_PER_READ_UNIT)
     assert woken.dollars == pytest.approx(woken.request + woken.duration + woken.reads)
 
 

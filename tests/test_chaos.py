@@ -68,6 +68,43 @@ def test_small_chaos_scenario_loses_nothing(fifo: bool) -> None:
 
 
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
+def test_consumers_that_crash_time_out_fail_and_lose_deletes_apply_each_side_effect_once(fifo: bool) -> None:
+    """Issue #16: consumer lanes through the helper beside faulted relays; the effects table must hold one
+    application per accepted message, nothing PROCESSING, nothing in the DLQ, no regressions."""
+    scenario = Scenario(
+        messages=60,
+        relays=1,
+        kills=1,
+        process_relays=0,
+        sigkills=0,
+        fault_rate=0.15,
+        fifo=fifo,
+        clients=2,
+        seed=13,
+        max_chaos_seconds=30,
+        doorbell_relays=0,
+        consumers=2,
+        consumer_crash=0.1,
+        consumer_timeout=0.05,
+        consumer_fail=0.1,
+        consumer_lost_delete=0.1,
+    )
+
+    figures = run_scenario(scenario)
+
+    details = figures.as_dict()
+    outcomes = figures.consumer_outcomes
+    assert figures.accepted == 60, details
+    for outcome in ("crashed", "failed", "lost_delete", "duplicate"):
+        assert outcomes.get(outcome, 0) > 0, (outcome, details)
+    assert figures.completed == 60, details
+    assert (figures.effects_applied_once, figures.effects_missing) == (60, 0), details
+    assert figures.effects_applied_more_than_once == 0, details
+    assert (figures.stuck_processing, figures.dead_lettered) == (0, 0), details
+    _assert_the_invariants(figures, fifo=fifo)
+
+
+@pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
 def test_doorbell_relays_on_a_perturbed_stream_lose_nothing(fifo: bool) -> None:
     scenario = Scenario(
         messages=150,

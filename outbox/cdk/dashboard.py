@@ -30,8 +30,12 @@ from outbox.cdk.names import (
     METRICS_NAMESPACE,
     OLDEST_PENDING_METRIC,
     POISONED_METRIC,
+    READ_UNITS_METRIC,
     RELAY_SERVICE,
+    SQS_REQUESTS_METRIC,
+    WRITE_UNITS_METRIC,
 )
+from outbox.core.usage import PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST, PRICE_PER_WRITE_UNIT
 
 PERIOD: Final = cdk.Duration.minutes(5)
 """The alarms' period: each point holds at least one sweep's datapoint with the default one-minute schedule
@@ -57,6 +61,9 @@ RELAY_METRICS: Final = (
     RELAY_ERRORS_METRIC,
     OLDEST_PENDING_METRIC,
     BATCH_LATENCY_METRIC,
+    WRITE_UNITS_METRIC,
+    READ_UNITS_METRIC,
+    SQS_REQUESTS_METRIC,
 )
 """Every metric the relay publishes, each drawn in one of the widgets below."""
 
@@ -193,6 +200,18 @@ def _relay_groups() -> list[monitoring.CustomMetricGroup]:
             ],
         ),
         monitoring.CustomMetricGroup(
+            title="Live cost: relay $ per million messages",
+            metrics=[_relay_dollars_per_million()],
+        ),
+        monitoring.CustomMetricGroup(
+            title="Live cost: what the relay's calls consumed",
+            metrics=[
+                _sum(WRITE_UNITS_METRIC, "DynamoDB write units"),
+                _sum(READ_UNITS_METRIC, "DynamoDB read units"),
+                _sum(SQS_REQUESTS_METRIC, "SQS requests"),
+            ],
+        ),
+        monitoring.CustomMetricGroup(
             title="Batch latency (ms)",
             metrics=[
                 _relay_metric(BATCH_LATENCY_METRIC, "Average", "average"),
@@ -200,6 +219,29 @@ def _relay_groups() -> list[monitoring.CustomMetricGroup]:
             ],
         ),
     ]
+
+
+def _relay_dollars_per_million() -> cloudwatch.MathExpression:
+    """The relay's live cost per million messages sent: its units and requests priced at the list prices
+    the benchmark uses (`outbox.core.usage`), over the messages it sent in the same period. A floor: writes
+    refused by a condition are billed but report no capacity (outbox/core/usage.py)."""
+    per_million = 1_000_000
+    expression = (
+        f"IF(sent > 0, (writes * {PRICE_PER_WRITE_UNIT * per_million:g} + reads * "
+        f"{PRICE_PER_READ_UNIT * per_million:g} + requests * {PRICE_PER_SQS_REQUEST * per_million:g}) "
+        "/ sent, 0)"  # $ x 1e6 / messages: $ per million messages
+    )
+    return cloudwatch.MathExpression(
+        expression=expression,
+        using_metrics={
+            "writes": _sum(WRITE_UNITS_METRIC, "write units"),
+            "reads": _sum(READ_UNITS_METRIC, "read units"),
+            "requests": _sum(SQS_REQUESTS_METRIC, "SQS requests"),
+            "sent": _sum(SENT_METRIC, "sent"),
+        },
+        label="$ per million messages (list prices)",
+        period=PERIOD,
+    )
 
 
 def _sum(name: str, label: str) -> cloudwatch.Metric:

@@ -23,6 +23,10 @@ RELAY_SERVICE: Final = "outbox-relay"
 OLDEST_PENDING_METRIC: Final = "OldestPendingAgeSeconds"
 POISONED_METRIC: Final = "MessagesPoisoned"
 LATE_FIFO_RESEND_METRIC: Final = "FifoResendsAfterWindow"
+WRITE_UNITS_METRIC: Final = "DynamoDBWriteUnits"
+READ_UNITS_METRIC: Final = "DynamoDBReadUnits"
+SQS_REQUESTS_METRIC: Final = "SQSRequests"
+"""What a run's calls consumed, counted live from the responses (outbox.core.usage, issue #17)."""
 
 # API routes (docs/design.md §5).
 POST_MESSAGES_ROUTE: Final = "/messages"

@@ -16,6 +16,7 @@ from outbox.cdk import names
 from outbox.cdk.construct import OutboxConstruct
 from outbox.cdk.dashboard import RELAY_METRICS, OutboxDashboard
 from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
+from outbox.core.usage import PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST, PRICE_PER_WRITE_UNIT
 from relay.entries import RunSummary
 from relay.handler import publish_metrics
 from tests.infra.stack_support import Synthesized
@@ -214,3 +215,27 @@ def test_construct_in_a_team_stack_without_api_or_alarms() -> None:
     }
     assert graphed == {names.METRICS_NAMESPACE, "AWS/Lambda", "AWS/SQS", "AWS/DynamoDB"}
     assert not [r for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+
+
+def test_live_cost_is_priced_with_the_benchmarks_list_prices(synthesized: Synthesized) -> None:
+    """Issue #17: one graph prices the relay's reported units and requests per million messages sent, at the
+    list prices the benchmark uses (`outbox.core.usage`), from the same period's sums."""
+    expressions = [
+        line[0]["expression"]
+        for widget in _widgets(synthesized)
+        if widget["type"] == "metric"
+        for line in widget["properties"]["metrics"]
+        if isinstance(line[0], dict) and "expression" in line[0]
+    ]
+    priced = [expression for expression in expressions if "/ sent" in expression]
+    assert len(priced) == 1, expressions
+    (expression,) = priced
+    for price in (PRICE_PER_WRITE_UNIT, PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST):
+        assert f"{price * 1_000_000:g}" in expression
+    statistics = {
+        (line[1], line[-1].get("stat", "Average"))
+        for line in _metrics(synthesized)
+        if line[0] == names.METRICS_NAMESPACE
+    }
+    for metric in (names.WRITE_UNITS_METRIC, names.READ_UNITS_METRIC, names.SQS_REQUESTS_METRIC):
+        assert (metric, "Sum") in statistics
