@@ -247,7 +247,7 @@ def init(
 
 
 @app.command()
-def demo(
+def demo(  # noqa: PLR0917 - typer reads the options from the signature
     messages: Annotated[int, typer.Option(min=1, max=5_000, help="How many messages to accept.")] = 1000,
     fifo: Annotated[bool, typer.Option("--fifo", help="Use a FIFO queue (10 groups).")] = False,
     fail_rate: Annotated[
@@ -257,21 +257,50 @@ def demo(
         ),
     ] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the fault schedule.")] = 7,
+    consumer: Annotated[
+        bool,
+        typer.Option(
+            "--consumer/--no-consumer",
+            help="Consume the queue through the consumer helper (PROCESSING, then COMPLETED).",
+        ),
+    ] = True,
+    redeliver_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.5,
+            help="Share of deliveries redelivered on purpose: a completed message left undeleted (its "
+            "visibility timeout brings it back), and as many duplicate sends.",
+            callback=_finite,
+        ),
+    ] = 0.1,
 ) -> None:
     """The whole promise on an embedded AWS emulator (moto), no account needed.
 
-    Accept messages through the real ingest handler, relay them to SQS through injected faults, read the
-    queue, and check that every accepted message is QUEUED and was received. Exits 0 only then, 1
-    otherwise. Needs the local tools (pip install 'dynamodb-sqs-outbox[local]').
+    Accept messages through the real ingest handler, relay them to SQS through injected faults, consume
+    them through the consumer helper with redeliveries injected, and check that every accepted message
+    was received, is COMPLETED and had its side effect applied exactly once (with --no-consumer: read the
+    queue, and every message is QUEUED). Exits 0 only then, 1 otherwise. Needs the local tools
+    (pip install 'dynamodb-sqs-outbox[local]').
 
-    Examples: outbox demo  |  outbox demo --messages 200 --fifo --fail-rate 0.3
+    Examples: outbox demo  |  outbox demo --messages 200 --fifo --fail-rate 0.3 --redeliver-rate 0.2
     """
     try:
         from outbox.local.demo import run_demo  # noqa: PLC0415 - moto loads only when a local run needs it
     except ModuleNotFoundError as exc:
         _missing_local_tools("demo", exc)
 
-    raise typer.Exit(run_demo(console, messages=messages, fifo=fifo, fail_rate=fail_rate, seed=seed))
+    raise typer.Exit(
+        run_demo(
+            console,
+            messages=messages,
+            fifo=fifo,
+            fail_rate=fail_rate,
+            seed=seed,
+            consumer=consumer,
+            redeliver_rate=redeliver_rate,
+        )
+    )
 
 
 @app.command()

@@ -74,7 +74,15 @@ def test_init_turns_on_the_stream_of_an_outbox_table_made_before_the_doorbell(
 
 @pytest.mark.parametrize("fifo", [False, True])
 def test_the_demo_delivers_everything_through_faults(fifo: bool) -> None:
-    result = run_outbox("demo", "--messages", "60", "--fail-rate", "0.3", *(["--fifo"] if fifo else []))
+    result = run_outbox(
+        "demo",
+        "--messages",
+        "60",
+        "--fail-rate",
+        "0.3",
+        *(["--fifo"] if fifo else []),
+        env={"COLUMNS": "200"},
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     summary = {
@@ -83,11 +91,21 @@ def test_the_demo_delivers_everything_through_faults(fifo: bool) -> None:
         if row.count("│") == 3
     }
     assert summary["accepted (202)"] == "60"
-    assert summary["QUEUED in DynamoDB"] == "60"
+    assert summary["COMPLETED in DynamoDB"] == "60"  # through the consumer helper
+    assert summary["side effects applied once / twice or more"] == "60/60 / 0"
+    assert int(summary["duplicates suppressed by the helper"]) > 0  # the redeliveries really happened
     assert summary["lost"] == "0"
     assert not summary["faults injected into sends"].startswith("none")
     assert int(summary["send retries (tenacity)"]) > 0  # the faults really happened and were survived
     assert "OK" in result.stdout
+
+
+def test_the_demo_without_a_consumer_leaves_every_message_queued() -> None:
+    result = run_outbox("demo", "--messages", "20", "--no-consumer", env={"COLUMNS": "200"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "│ QUEUED in DynamoDB" in result.stdout
+    assert "consumer receives" not in result.stdout
 
 
 def test_an_unreachable_endpoint_is_one_clear_line_not_a_traceback() -> None:

@@ -102,7 +102,7 @@ def test_the_fifo_demo_exits_non_zero_when_a_group_is_out_of_order(monkeypatch: 
     monkeypatch.setattr(demo, "drain_queue", reversed_drain)
     console = Console(file=io.StringIO(), width=200)
 
-    code = run_demo(console, messages=20, fifo=True, fail_rate=0.0, seed=1)
+    code = run_demo(console, messages=20, fifo=True, fail_rate=0.0, seed=1, consumer=False)
 
     output = console.file.getvalue()  # type: ignore[attr-defined]
     assert code == 1, output

@@ -2,8 +2,10 @@
 
 Starts a serialized moto server, provisions the tables and queue, accepts N messages through the real
 ingest handler, relays them with faults injected into the SQS sends (so retries and rollbacks happen),
-reads the queue to the end and checks, from the tables and the queue themselves, that nothing was lost
-and, on a FIFO queue, that every group was received in the order its messages were accepted.
+then consumes the queue through the consumer helper with redeliveries injected (outbox/local/demo_consumer.py;
+`--no-consumer` reads the queue directly instead), and checks, from the tables and the queue themselves,
+that nothing was lost, that every message is COMPLETED with its side effect applied exactly once and, on
+a FIFO queue, that every group was received in the order its messages were accepted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from rich.table import Table
 
 from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
 from outbox.core.settings import Settings
+from outbox.local.demo_consumer import (
+    ConsumerStage,
+    consume_until_completed,
+    count_shipments,
+    shipments_table_definition,
+)
 from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
 from outbox.local.ordering import group_order_violations
@@ -61,14 +69,29 @@ class DemoReport:
     """FIFO: how many groups had messages accepted."""
     order_violations: dict[str, list[str]] = field(default_factory=dict)
     """FIFO: the groups received out of acceptance order, with what was out of order."""
+    consumer: ConsumerStage | None = None
+    """The consumer stage, when it ran: messages end COMPLETED instead of QUEUED."""
+
+    @property
+    def final_status(self) -> str:
+        return "COMPLETED" if self.consumer is not None else "QUEUED"
+
+    @property
+    def applied_once(self) -> bool:
+        """Every accepted message's side effect applied exactly once (true without a consumer stage)."""
+        if self.consumer is None:
+            return True
+        applied = self.consumer.applied
+        return applied.get(1, 0) == self.accepted and sum(applied.values()) == applied.get(1, 0)
 
     @property
     def delivered(self) -> bool:
         return (
             self.accepted > 0
-            and self.statuses.get("QUEUED", 0) == self.accepted
+            and self.statuses.get(self.final_status, 0) == self.accepted
             and self.unique_received == self.accepted
             and self.missing == 0
+            and self.applied_once
         )
 
     @property
@@ -76,8 +99,18 @@ class DemoReport:
         return self.delivered and not self.order_violations
 
 
-def run_demo(console: Console, *, messages: int, fifo: bool, fail_rate: float, seed: int) -> int:
-    """Returns the exit code: 0 only when every accepted message is QUEUED and was received."""
+def run_demo(
+    console: Console,
+    *,
+    messages: int,
+    fifo: bool,
+    fail_rate: float,
+    seed: int,
+    consumer: bool = True,
+    redeliver_rate: float = 0.1,
+) -> int:
+    """Returns the exit code: 0 only when every accepted message was received and is COMPLETED with its
+    side effect applied once (QUEUED, without the consumer stage)."""
     started = time.perf_counter()
     report = DemoReport(fifo=fifo)
     with _embedded_outbox(console, fifo=fifo) as resources:
@@ -91,6 +124,10 @@ def run_demo(console: Console, *, messages: int, fifo: bool, fail_rate: float, s
         faults.remove()
         report.relay_calls = counter.total - report.ingest_calls
         report.faults = Counter({kind.value: n for (_, kind), n in faults.injected.items()})
+        if consumer:
+            report.consumer = _consume(
+                console, resources, expected=len(accepted), redeliver_rate=redeliver_rate, seed=seed
+            )
         _check(report, resources, accepted)
     report.elapsed = time.perf_counter() - started
     _print_summary(console, report, fail_rate=fail_rate)
@@ -166,12 +203,38 @@ def _relay_until_drained(console: Console, report: DemoReport, *, expected: int)
                 time.sleep(0.25)  # everything left is backing off (at most MAX_BACKOFF_SECONDS)
 
 
+def _consume(
+    console: Console, resources: Resources, *, expected: int, redeliver_rate: float, seed: int
+) -> ConsumerStage:
+    shipments = f"{resources.messages_table.removesuffix('-messages')}-shipments"
+    dynamodb_client().create_table(**shipments_table_definition(shipments))
+    with _progress(console) as progress:
+        task = progress.add_task("consumer → COMPLETED", total=expected)
+        stage = consume_until_completed(
+            dynamodb=dynamodb_client(),
+            sqs=sqs_client(),
+            queue_url=resources.queue_url,
+            messages_table=resources.messages_table,
+            shipments_table=shipments,
+            expected=expected,
+            redeliver_rate=redeliver_rate,
+            seed=seed,
+            budget_seconds=DRAIN_BUDGET_SECONDS,
+            on_completed=lambda: progress.advance(task),
+        )
+    count_shipments(dynamodb_client(), shipments, stage)
+    return stage
+
+
 def _check(report: DemoReport, resources: Resources, accepted: list[tuple[str, str | None]]) -> None:
-    """Read the tables and the queue directly, not through the code under demonstration."""
+    """Read the tables and the queue directly, not through the code under demonstration (with a consumer
+    stage, what it received first, in order, and what is left in the queue)."""
     paginator = dynamodb_client().get_paginator("scan")
     for page in paginator.paginate(TableName=resources.messages_table, ConsistentRead=True):
         report.statuses.update(item["status"]["S"] for item in page["Items"])
     messages = drain_queue(sqs_client(), resources.queue_url)
+    if report.consumer is not None:
+        messages = [*report.consumer.first_receipts, *messages]
     received = [message_id_of(message) for message in messages]
     ids = {message_id for message_id, _ in accepted}
     report.received = len(received)
@@ -191,11 +254,12 @@ def _print_summary(console: Console, report: DemoReport, *, fail_rate: float) ->
     rows = [
         ("accepted (202)", f"{report.accepted:,}"),
         ("refused", f"{report.refused:,}"),
-        ("QUEUED in DynamoDB", f"{report.statuses.get('QUEUED', 0):,}"),
+        (f"{report.final_status} in DynamoDB", f"{report.statuses.get(report.final_status, 0):,}"),
         ("FAILED in DynamoDB", f"{report.statuses.get('FAILED', 0):,}"),
         ("received from SQS", f"{report.received:,}"),
         ("lost", f"{report.missing:,}"),
         ("duplicates (same message_id)", f"{duplicates:,}"),
+        *(_consumer_rows(report) if report.consumer is not None else []),
         *([("FIFO order per group", _group_order(report))] if report.fifo else []),
         ("faults injected into sends", _faults(report.faults, fail_rate)),
         ("send retries (tenacity)", f"{report.relay['retries']:,}"),
@@ -214,15 +278,38 @@ def _print_summary(console: Console, report: DemoReport, *, fail_rate: float) ->
     if len(violations) > SHOWN_VIOLATIONS:
         console.print(f"[red]out of order[/] ... and {len(violations) - SHOWN_VIOLATIONS} more")
     if report.ok:
-        in_order = ", in order per group" if report.fifo else ""
+        in_order = " (in order per group)" if report.fifo else ""
+        effects = ", its side effect applied exactly once" if report.consumer is not None else ""
         console.print(
-            f"[bold green]OK[/]: every accepted message is QUEUED and was received{in_order}; nothing lost."
+            f"[bold green]OK[/]: every accepted message was received{in_order}, is {report.final_status}"
+            f"{effects}; nothing lost."
         )
         return
     problems = [] if report.delivered else ["some accepted messages were not delivered"]
+    if not report.applied_once:
+        problems.append("a side effect was not applied exactly once")
     if report.order_violations:
         problems.append("a FIFO group was received out of order")
     console.print(f"[bold red]NOT OK[/]: {' and '.join(problems)} (see above).")
+
+
+def _consumer_rows(report: DemoReport) -> list[tuple[str, str]]:
+    stage = report.consumer
+    assert stage is not None  # noqa: S101 - called only with a consumer stage
+    applied = stage.applied
+    twice_or_more = sum(count for times, count in applied.items() if times > 1)
+    return [
+        ("consumer receives", f"{stage.receives:,}"),
+        (
+            "redeliveries injected (timeouts / duplicate sends)",
+            f"{stage.left_undeleted:,} / {stage.duplicates_sent:,}",
+        ),
+        ("duplicates suppressed by the helper", f"{stage.outcomes['duplicate']:,}"),
+        (
+            "side effects applied once / twice or more",
+            f"{applied.get(1, 0):,}/{report.accepted:,} / {twice_or_more:,}",
+        ),
+    ]
 
 
 def _group_order(report: DemoReport) -> str:
