@@ -195,7 +195,7 @@ def _consumer_rows(figures: Figures) -> list[tuple[str, str]]:
             f"{figures.effects_applied_more_than_once}",
         ),
         ("stuck PROCESSING / in the DLQ", f"{figures.stuck_processing} / {figures.dead_lettered}"),
-        ("redriven from the DLQ by the drain", f"{len(figures.redriven)}"),
+        ("found in the DLQ by the drain (marked, redriven)", f"{len(figures.redriven)}"),
     ]
 
 

@@ -92,7 +92,8 @@ class Figures:
     status_scans: int = 0
     requeued: list[str] = field(default_factory=list)
     redriven: list[str] = field(default_factory=list)
-    """Messages the consumer drain found in the dead-letter queue and redrove through the outbox."""
+    """Messages the consumer drain found in the dead-letter queue: marked DEAD_LETTERED, then redriven
+    through the outbox or found completed meanwhile."""
     drain_runs: int = 0
     drain_sent: int = 0
     faults: dict[str, int] = field(default_factory=dict)

@@ -41,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
         "outbox.core",
         "outbox.data",
         "outbox.ingest",
+        "outbox.consumer",  # the demo's consumer stage uses the helper as a team's consumer would
         "outbox.ops",
         "outbox.provisioning",
         "outbox.testing",
