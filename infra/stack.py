@@ -86,6 +86,11 @@ class OutboxStack(cdk.Stack):
             (names.OUTPUT_MESSAGES_TABLE, self.outbox.messages_table.table_name, "Messages table"),
             (names.OUTPUT_OUTBOX_TABLE, self.outbox.outbox_table.table_name, "Outbox table"),
             (names.OUTPUT_PAYLOADS_TABLE, self.outbox.payloads_table.table_name, "Payloads stored apart"),
+            (
+                names.OUTPUT_PAYLOADS_BUCKET,
+                self.outbox.payload_bucket.bucket_name,
+                "Payloads above 350,000 bytes (S3 claim check): give consumers s3:GetObject on payloads/*",
+            ),
             (names.OUTPUT_QUEUE_URL, self.outbox.queue.queue_url, "Queue the relay sends to"),
             (names.OUTPUT_DLQ_URL, self.outbox.dead_letter_queue.queue_url, "Its dead-letter queue"),
             (names.OUTPUT_API_URL, self.ingest.stage.url, "Ingest API base URL (SigV4, service execute-api)"),
@@ -106,4 +111,8 @@ class OutboxStack(cdk.Stack):
                 value=self.example_consumer.function.function_name,
                 description="Example consumer function (context example_consumer)",
             )
-        acknowledge_findings(functions)
+        acknowledge_findings(
+            functions,
+            payload_bucket=self.outbox.payload_bucket,
+            policies=[self.operator_policy],
+        )

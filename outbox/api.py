@@ -19,20 +19,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from outbox.core.clients import dynamodb_client
+from outbox.core.clients import dynamodb_client, s3_client
 from outbox.core.domain import ANONYMOUS
 from outbox.core.settings import Settings
 from outbox.core.tracing import request_trace
 from outbox.core.validation import validate_message
 from outbox.data.cancellation import CancellationExplanation, explain_cancellation
 from outbox.data.store import MessageStore
-from outbox.data.transactions import payload_put_item, place_payload, prepare_message, transaction_items
-from outbox.ingest.service import Accepted, accept
+from outbox.data.transactions import place_payload, prepare_message, transaction_items
+from outbox.ingest.service import Accepted, accept, write_payload
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+    from mypy_boto3_s3 import S3Client
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ def outbox_write(
     now: datetime | None = None,
     trace_header: str | None = None,
     client: DynamoDBClient | None = None,
+    s3: S3Client | None = None,
 ) -> OutboxWrite:
     """Check a message and return its transaction actions, in DynamoDB's low-level form.
 
@@ -95,11 +97,13 @@ def outbox_write(
     its numbers are written exactly as the module docstring says (a float as its repr). `trace_header`:
     the X-Ray trace the message continues (ADR 0021); by default the Lambda invocation's own, if any.
 
-    **One write happens here**: with a Payloads table configured (`PAYLOADS_TABLE`) and a message item
-    that would not fit one write unit with its payload, the payload is stored apart (ADR 0023): a plain
-    `PutItem` into the Payloads table, through `client` (by default the outbox's), before this returns.
-    The actions name it; if your transaction never commits, it is an orphan nobody names, and it expires.
-    Raises `StoreUnavailable` when that write fails (nothing else was written).
+    **One write happens here** when the payload is stored apart (ADR 0023), before this returns: with a
+    payload bucket configured (`PAYLOADS_BUCKET`) and a payload above 350,000 bytes, a `PutObject` of it
+    to S3 through `s3` (by default the outbox's client); otherwise, with a Payloads table configured
+    (`PAYLOADS_TABLE`) and a message item that would not fit one write unit with its payload, a plain
+    `PutItem` into the Payloads table through `client` (by default the outbox's). The actions name it; if
+    your transaction never commits, it is an orphan nobody names, and it expires (the item's TTL, the
+    bucket's lifecycle rule). Raises `StoreUnavailable` when that write fails (nothing else was written).
     """
     request = validate_message(
         payload,
@@ -108,6 +112,7 @@ def outbox_write(
         idempotency_key=idempotency_key,
         fifo=settings.fifo,
         max_payload_bytes=settings.max_payload_bytes,
+        claim_check=settings.claim_check,
     )
     message = place_payload(
         prepare_message(
@@ -119,10 +124,10 @@ def outbox_write(
         ),
         payloads_table=settings.payloads_table,
         retention_days=settings.retention_days,
+        payloads_bucket=settings.payloads_bucket,
     )
-    stored_apart = payload_put_item(message)
-    if stored_apart is not None:
-        _store(settings, client).put_payload(stored_apart)
+    if message.payload_object is not None or message.payload_id is not None:
+        write_payload(message, _store(settings, client, s3))  # no client is made for an inline payload
     items = transaction_items(
         message, messages_table=settings.messages_table, outbox_table=settings.outbox_table
     )
@@ -139,12 +144,14 @@ def enqueue(
     idempotency_key: str | None = None,
     principal: str = ANONYMOUS,
     trace_header: str | None = None,
+    s3: S3Client | None = None,
 ) -> Accepted:
     """Accept one message in a transaction of its own, with the HTTP API's idempotency rules.
 
     `payload` as for `outbox_write` (numbers exact; a float as its repr). The idempotency check compares
     numbers by value: `Decimal("1.0")` and `Decimal("1.00")` under one key are a replay, `0.1` and
-    `Decimal("0.1000000000000000055511151231257827")` a conflict.
+    `Decimal("0.1000000000000000055511151231257827")` a conflict. A payload stored apart is written
+    first, as `outbox_write` says (`s3`: the S3 client for one above 350,000 bytes).
     """
     request = validate_message(
         payload,
@@ -153,17 +160,21 @@ def enqueue(
         idempotency_key=idempotency_key,
         fifo=settings.fifo,
         max_payload_bytes=settings.max_payload_bytes,
+        claim_check=settings.claim_check,
     )
     return accept(
         request,
-        store=_store(settings, client),
+        store=_store(settings, client, s3),
         settings=settings,
         principal=principal,
         trace_header=trace_header or request_trace({}),
     )
 
 
-def _store(settings: Settings, client: DynamoDBClient | None) -> MessageStore:
+def _store(settings: Settings, client: DynamoDBClient | None, s3: S3Client | None) -> MessageStore:
     return MessageStore(
-        client or dynamodb_client(), settings.messages_table, payloads_table=settings.payloads_table
+        client or dynamodb_client(),
+        settings.messages_table,
+        payloads_table=settings.payloads_table,
+        s3=(lambda: s3) if s3 is not None else s3_client,
     )

@@ -43,7 +43,7 @@ from botocore.exceptions import (
 from rich.console import Console
 from rich.table import Table
 
-from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
+from outbox.core.clients import dynamodb_client, reset_clients, s3_client, sqs_client
 from outbox.core.errors import InvalidRequest, MessageNotFound, OutboxError
 from outbox.core.functions import WAIT_FOR_BUSY_SHARDS
 from outbox.core.settings import Settings, SettingsError
@@ -51,7 +51,9 @@ from outbox.provisioning import (
     DEFAULT_PREFIX,
     EMULATOR_CREDENTIALS,
     EMULATOR_REGION,
+    BucketTaken,
     is_emulator_endpoint,
+    payloads_bucket_name,
     prefix_problem,
     provision,
 )
@@ -208,16 +210,32 @@ def init(
     prefix: Annotated[
         str, typer.Option(help="Name prefix for the tables and queues.", callback=_valid_prefix)
     ] = DEFAULT_PREFIX,
+    s3_claim_check: Annotated[
+        bool,
+        typer.Option(
+            "--s3-claim-check",
+            help="Also create the S3 bucket for payloads above 350,000 bytes, named <prefix>-payloads "
+            "(lower case, '_' as '-'), and export PAYLOADS_BUCKET. S3 bucket names are global: against "
+            "AWS, pick a --prefix nobody else uses. Raise MAX_PAYLOAD_BYTES (up to 5,000,000) to accept "
+            "such payloads.",
+        ),
+    ] = False,
 ) -> None:
-    """Create both tables and the queue (+DLQ) idempotently; print the `export` lines to use them.
+    """Create the tables and the queue (+DLQ) idempotently; print the `export` lines to use them.
 
     The `export` lines are everything a fresh shell needs: the table and queue names, the region, the
     endpoint, and AWS_PROFILE when set. Against an emulator on this machine (localhost), a missing region
     or missing credentials are filled in with dummy ones (as `outbox serve` does) and exported too; against
-    any other endpoint they must be configured (exit 2 otherwise), and credentials are never printed.
+    any other endpoint they must be configured (exit 2 otherwise), and credentials are never printed. No
+    S3 bucket unless --s3-claim-check asks for one (ADR 0023).
 
     Example: eval "$(outbox init --endpoint-url http://localhost:5000)"
     """
+    if s3_claim_check:
+        try:
+            payloads_bucket_name(prefix)
+        except ValueError as exc:
+            raise CommandError(f"usage error: --prefix {prefix!r}: {exc}", 2) from None
     if endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "").strip() or None
@@ -231,7 +249,17 @@ def init(
         os.environ.update(assumed)
     region = _require_aws()
     reset_clients()
-    resources = provision(dynamodb_client(), sqs_client(), prefix=prefix, fifo=fifo)
+    try:
+        resources = provision(
+            dynamodb_client(),
+            sqs_client(),
+            prefix=prefix,
+            fifo=fifo,
+            payloads_bucket=s3_claim_check,
+            s3=s3_client() if s3_claim_check else None,
+        )
+    except BucketTaken as taken:
+        raise CommandError(f"error: {taken}") from None
     exports = {
         **resources.environment(),
         **{name: value for name, value in assumed.items() if name in EMULATOR_CREDENTIALS},
@@ -577,7 +605,9 @@ def status(
         raise MessageNotFound(message_id)
     settings = Settings.from_env()
     _require_aws()
-    store = MessageStore(dynamodb_client(), settings.messages_table, payloads_table=settings.payloads_table)
+    store = MessageStore(
+        dynamodb_client(), settings.messages_table, payloads_table=settings.payloads_table, s3=s3_client
+    )
     item = store.get_message(message_id)
     if item is None:
         raise MessageNotFound(message_id)

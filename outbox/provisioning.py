@@ -1,6 +1,6 @@
 """`outbox init`: create the tables (messages, outbox, payloads) and the queue with its dead-letter queue,
-wherever the AWS endpoint points, from the same definitions the CDK stack uses. Running it again changes
-nothing."""
+and when asked the payload bucket of the S3 claim check, wherever the AWS endpoint points, from the same
+definitions the CDK stack uses. Running it again changes nothing."""
 
 from __future__ import annotations
 
@@ -8,25 +8,33 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
+from outbox.core.clients import s3_client
 from outbox.core.schema import (
     DLQ_MAX_RECEIVE_COUNT,
     DLQ_SUFFIX,
     FIFO_SUFFIX,
+    PAYLOAD_GRACE_DAYS,
+    PAYLOAD_LIFECYCLE_RULE_ID,
     QUEUE_MAX_MESSAGE_BYTES,
+    S3_PAYLOAD_PREFIX,
     TTL_ATTRIBUTE,
+    bucket_name_problem,
     messages_table_definition,
     outbox_table_definition,
     payloads_table_definition,
 )
+from outbox.core.settings import Settings
 from outbox.core.sqs_errors import sqs_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CreateBucketConfigurationTypeDef
     from mypy_boto3_sqs import SQSClient
 
 DEFAULT_PREFIX: Final = "outbox"
@@ -43,6 +51,8 @@ EMULATOR_CREDENTIALS: Final = {
 """What `serve`, and `init` against an emulator on this machine, use when no credentials are configured:
 an emulator accepts any. Never used for any other endpoint."""
 EMULATOR_REGION: Final = "us-east-1"
+_BUCKET_REGION_DEFAULT: Final = "us-east-1"
+"""The one region where `CreateBucket` takes no `LocationConstraint` (S3 refuses one naming it)."""
 EMULATOR_ENVIRONMENT: Final = {
     **EMULATOR_CREDENTIALS,
     "AWS_DEFAULT_REGION": EMULATOR_REGION,
@@ -57,16 +67,40 @@ class Resources:
     queue_url: str
     dlq_url: str
     payloads_table: str | None = None
+    payloads_bucket: str | None = None
 
     def environment(self) -> dict[str, str]:
         payloads = {"PAYLOADS_TABLE": self.payloads_table} if self.payloads_table else {}
+        bucket = {"PAYLOADS_BUCKET": self.payloads_bucket} if self.payloads_bucket else {}
         return {
             "MESSAGES_TABLE": self.messages_table,
             "OUTBOX_TABLE": self.outbox_table,
             **payloads,
+            **bucket,
             "QUEUE_URL": self.queue_url,
             "DLQ_URL": self.dlq_url,  # `outbox dlq` (not a function setting)
         }
+
+
+class BucketTaken(Exception):
+    """The payload bucket's name belongs to someone else: S3 bucket names are global, across accounts."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(
+            f"the S3 bucket name {bucket!r} is taken (bucket names are global across AWS accounts): "
+            "choose another --prefix"
+        )
+        self.bucket = bucket
+
+
+def payloads_bucket_name(prefix: str) -> str:
+    """`<prefix>-payloads`, lower-cased and with `_` as `-` (a bucket name allows neither upper case nor
+    `_`). `ValueError` when the result is still no bucket name (too long, or not starting with a letter or
+    digit)."""
+    name = f"{prefix}-payloads".lower().replace("_", "-")
+    if problem := bucket_name_problem(name):
+        raise ValueError(f"the payload bucket would be named {name!r}: {problem}")
+    return name
 
 
 def prefix_problem(prefix: str) -> str | None:
@@ -92,8 +126,21 @@ def is_emulator_endpoint(endpoint_url: str | None) -> bool:
 
 
 def provision(
-    dynamodb: DynamoDBClient, sqs: SQSClient, *, prefix: str = DEFAULT_PREFIX, fifo: bool = False
+    dynamodb: DynamoDBClient,
+    sqs: SQSClient,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    fifo: bool = False,
+    payloads_bucket: bool = False,
+    s3: S3Client | None = None,
+    retention_days: int = Settings.retention_days,
 ) -> Resources:
+    """Create what is missing. `payloads_bucket`: also the S3 claim check's bucket (ADR 0023),
+    `payloads_bucket_name(prefix)`, through `s3` (by default the outbox's client), its objects expiring
+    `retention_days` + `PAYLOAD_GRACE_DAYS` after they were written, as the stack's. Off by default: a
+    bucket name is global, and a test or a local run needs none. `ValueError` for a prefix that makes no
+    bucket name, `BucketTaken` for a name another account holds."""
+    bucket = payloads_bucket_name(prefix) if payloads_bucket else None
     messages_table = f"{prefix}-messages"
     outbox_table = f"{prefix}-outbox"
     _ensure_table(dynamodb, messages_table_definition(messages_table))
@@ -111,7 +158,51 @@ def provision(
     ]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": DLQ_MAX_RECEIVE_COUNT})
     queue_url = _ensure_queue(sqs, queue_name, fifo=fifo, extra={"RedrivePolicy": redrive})
-    return Resources(messages_table, outbox_table, queue_url, dlq_url, payloads_table)
+    if bucket is not None:
+        _ensure_bucket(s3 or s3_client(), bucket, expire_days=retention_days + PAYLOAD_GRACE_DAYS)
+    return Resources(messages_table, outbox_table, queue_url, dlq_url, payloads_table, bucket)
+
+
+def _ensure_bucket(s3: S3Client, bucket: str, *, expire_days: int) -> None:
+    """The payload bucket as `outbox.cdk.payload_bucket.PayloadBucket` builds it, as far as the parts the
+    outbox relies on go: private, objects under the prefix expiring. (S3 encrypts new objects with SSE-S3
+    by default and disables ACLs on new buckets; TLS-only and access logs are the stack's.)"""
+    region = s3.meta.region_name or _BUCKET_REGION_DEFAULT
+    try:
+        if region == _BUCKET_REGION_DEFAULT:
+            s3.create_bucket(Bucket=bucket)
+        else:
+            # A region newer than the type stubs' list is still a region.
+            configuration = cast("CreateBucketConfigurationTypeDef", {"LocationConstraint": region})
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=configuration)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "BucketAlreadyExists":
+            raise BucketTaken(bucket) from None
+        if code != "BucketAlreadyOwnedByYou":
+            raise
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": PAYLOAD_LIFECYCLE_RULE_ID,
+                    "Filter": {"Prefix": S3_PAYLOAD_PREFIX},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": expire_days},
+                }
+            ]
+        },
+    )
 
 
 def _ensure_table(dynamodb: DynamoDBClient, definition: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from outbox.core.clients import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from outbox.core.domain import EntryState, Status, epoch_millis, time_ordered_id_millis
+from outbox.data.claim_check import pointer_attributes, pointer_body
 from relay.clock import Clock, SystemClock
 from relay.entries import Entry, RunSummary
 from relay.leases import LeaseLost, ShardLease, ShardLeases
@@ -41,13 +42,21 @@ from relay.policy import (
 )
 from relay.retry import RetryPolicy
 from relay.sender import Outcome, Outgoing, Sender, SendResult
-from relay.store import FinalizeResult, OutboxStore, ReadsUnprocessed, TransactionCancelled
+from relay.store import (
+    FinalizeResult,
+    OutboxStore,
+    PayloadUnavailable,
+    ReadsUnprocessed,
+    TransactionCancelled,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
     from outbox.core.settings import Settings
+    from outbox.data.claim_check import PayloadObject
 
 logger = Logger(service="outbox-relay", child=True)
 _AWS_ERRORS: Final = (BotoCoreError, ClientError, TransactionCancelled, ReadsUnprocessed)
@@ -152,7 +161,10 @@ class Relay:
         config: RelayConfig | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        s3: Callable[[], S3Client] | None = None,
     ) -> None:
+        """`s3`: makes the S3 client for the `HeadObject` of a payload in S3 (ADR 0023), called only when a
+        batch holds one; by default `outbox.core.clients.s3_client`."""
         self._settings = settings
         self._clock = clock or SystemClock()
         self._retry = retry_policy or RetryPolicy()
@@ -166,6 +178,7 @@ class Relay:
             outbox_table=settings.outbox_table,
             retention_days=settings.retention_days,
             payloads_table=settings.payloads_table,
+            **({"s3": s3} if s3 is not None else {}),
         )
         self.leases = ShardLeases(
             dynamodb, outbox_table=settings.outbox_table, lease_seconds=settings.lease_seconds
@@ -417,7 +430,9 @@ class Relay:
         self, entries: Sequence[Entry], shard: _Shard, window: _Window, worker: _Worker
     ) -> list[Outgoing] | None:
         """Payloads for the batch. A message already moved on (or gone) takes its entry with it, in one
-        transaction behind the lease's check; None when that check failed (the lease is lost)."""
+        transaction behind the lease's check; None when that check failed (the lease is lost). A payload in
+        S3 goes as a pointer to its object, checked to be there first (`OutboxStore.payload_object`); one
+        that is missing, like a payload missing from the Payloads table, parks its message."""
         messages = self.store.fetch_messages(
             [entry.message_id for entry in entries], seconds_left=window.seconds_left
         )
@@ -433,10 +448,18 @@ class Relay:
             elif item["status"]["S"] != Status.PENDING:
                 worker.summary.stale += 1
                 dropped.append(entry)
-            elif "payload" not in item:
-                no_payload.append((entry, self.store.payload_problem(item)))
-            else:
+            elif "payload" in item:
                 outgoing.append(_outgoing(entry, item))
+            else:
+                try:
+                    obj = self.store.payload_object(item)
+                except PayloadUnavailable as unavailable:
+                    no_payload.append((entry, str(unavailable)))
+                    continue
+                if obj is None:
+                    no_payload.append((entry, self.store.payload_problem(item)))
+                else:
+                    outgoing.append(_outgoing(entry, item, obj))
         if not self._delete_entries(dropped, shard, window, worker):
             return None
         for entry, problem in no_payload:
@@ -697,11 +720,15 @@ class Relay:
             )
 
 
-def _outgoing(entry: Entry, item: dict[str, Any]) -> Outgoing:
-    """The message as it goes to SQS: its payload and attributes as stored at ingest."""
+def _outgoing(entry: Entry, item: dict[str, Any], obj: PayloadObject | None = None) -> Outgoing:
+    """The message as it goes to SQS: its payload and attributes as stored at ingest; for a payload in S3
+    (`obj`), the AWS SQS Extended Client's pointer to it and its `ExtendedPayloadSize` attribute instead of
+    the payload (ADR 0023)."""
     attributes = {name: value["S"] for name, value in item.get("attributes", {}).get("M", {}).items()}
     group_id = item["group_id"]["S"] if "group_id" in item else None
     trace_header = item["trace_header"]["S"] if "trace_header" in item else None
+    if obj is not None:
+        return Outgoing(entry, pointer_body(obj), attributes, group_id, trace_header, pointer_attributes(obj))
     return Outgoing(entry, item["payload"]["S"], attributes, group_id, trace_header)
 
 

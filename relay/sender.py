@@ -7,7 +7,7 @@ group's next entry only after its previous one was accepted, so a failure can ne
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,7 +22,7 @@ from relay.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef, SendMessageBatchRequestEntryTypeDef
 
 MAX_BATCH_ENTRIES: Final = 10
 MAX_BATCH_BYTES: Final = 1_048_576
@@ -64,15 +64,28 @@ class Outcome(StrEnum):
 class Outgoing:
     entry: Entry
     body: str
+    """The payload, or for a payload in S3 the extended client's pointer to it (ADR 0023)."""
     attributes: dict[str, str]
+    """The caller's String attributes; `message_id` is added beside them when sent."""
     group_id: str | None
     trace_header: str | None = None
     """Sent as the `AWSTraceHeader` system attribute (ADR 0021), which SQS does not count in the size."""
+    extra_attributes: Mapping[str, MessageAttributeValueTypeDef] = field(default_factory=dict)
+    """Attributes of the relay's own, as SQS `MessageAttributes`: a pointer's `ExtendedPayloadSize`
+    (`outbox.data.claim_check.pointer_attributes`)."""
 
     def size(self) -> int:
+        """The bytes SQS counts: the body, and each attribute's name, data type and value."""
         attributes = {MESSAGE_ID_ATTRIBUTE: self.entry.message_id, **self.attributes}
-        return len(self.body.encode("utf-8")) + sum(
-            len(name) + len("String") + len(value.encode("utf-8")) for name, value in attributes.items()
+        return (
+            len(self.body.encode("utf-8"))
+            + sum(
+                len(name) + len("String") + len(value.encode("utf-8")) for name, value in attributes.items()
+            )
+            + sum(
+                len(name) + len(value["DataType"]) + len(value.get("StringValue", "").encode("utf-8"))
+                for name, value in self.extra_attributes.items()
+            )
         )
 
 
@@ -253,6 +266,7 @@ class Sender:
                     name: {"DataType": "String", "StringValue": value}
                     for name, value in item.attributes.items()
                 },
+                **item.extra_attributes,
             }
             entry: SendMessageBatchRequestEntryTypeDef = {
                 "Id": str(position),

@@ -1,5 +1,6 @@
 """The relay's DynamoDB side: read a shard, fetch payloads, finalize, roll back, poison (each write behind
-the shard lease's `ConditionCheck`, ADR 0018).
+the shard lease's `ConditionCheck`, ADR 0018); and the one S3 call it makes, the `HeadObject` that checks
+a payload in S3 is there before a pointer to it is sent (ADR 0023).
 
 Transactions are built as data (`relay.transactions`) and run by one method (`_transact`, through
 `outbox.data.transact`), which counts the call and gives it its own request token; a cancellation arrives
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from outbox.core.clients import s3_client
 from outbox.core.schema import OUTBOX_PARTITION_KEY
 from outbox.core.settings import Settings
+from outbox.data.claim_check import PayloadObject, is_object_uri, object_problem
 from outbox.data.messages import (
     BATCH_GET_LIMIT,
     UNPROCESSED_ROUNDS,
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+    from mypy_boto3_s3 import S3Client
 
 __all__ = [
     "BATCH_GET_LIMIT",
@@ -49,12 +53,18 @@ __all__ = [
     "UNPROCESSED_ROUNDS",
     "FinalizeResult",
     "OutboxStore",
+    "PayloadUnavailable",
     "ReadsUnprocessed",
     "TransactionCancelled",
 ]
 
 MAX_TRANSACTION_ACTIONS: Final = 100
 DEFAULT_RETENTION_DAYS: Final = Settings.retention_days
+
+
+class PayloadUnavailable(Exception):
+    """A message's payload cannot be sent (a pointer to an S3 object that is not there, or whose size is
+    not recorded): the message is parked saying why, never sent empty (ADR 0023)."""
 
 
 @dataclass
@@ -79,8 +89,11 @@ class OutboxStore:
         outbox_table: str,
         retention_days: int = DEFAULT_RETENTION_DAYS,
         payloads_table: str | None = None,
+        s3: Callable[[], S3Client] = s3_client,
     ) -> None:
+        """`s3` makes the S3 client, called only when a batch holds a payload in S3."""
         self._client = client
+        self._s3 = s3
         self._messages_table = messages_table
         self._payloads_table = payloads_table
         self._outbox_table = outbox_table
@@ -133,7 +146,8 @@ class OutboxStore:
         leaving keys unprocessed (the batch then stops like on any other AWS error, its entries wait for
         the next pass). Each `BatchGetItem` call counts in `calls`. A payload stored apart (ADR 0023) is
         read in a second, consistent `BatchGetItem` of the Payloads table and set on its item; an item
-        whose payload is not found comes back without one (`payload_problem` says why)."""
+        whose payload is not found comes back without one (`payload_problem` says why). A payload in S3
+        is not read: its item keeps `payload_ref` and `payload_size` (`payload_object`)."""
         items = batch_get_messages(
             self._client,
             self._messages_table,
@@ -141,7 +155,11 @@ class OutboxStore:
             seconds_left=seconds_left,
             on_call=self._count_call,
         )
-        apart = {item["payload_ref"]["S"]: item for item in items.values() if "payload_ref" in item}
+        apart = {
+            item["payload_ref"]["S"]: item
+            for item in items.values()
+            if "payload_ref" in item and not is_object_uri(item["payload_ref"]["S"])
+        }
         if apart and self._payloads_table is not None:
             payloads = batch_get_payloads(
                 self._client,
@@ -153,6 +171,29 @@ class OutboxStore:
             for payload_id, payload in payloads.items():
                 apart[payload_id]["payload"] = {"S": payload}
         return items
+
+    def payload_object(self, item: dict[str, Any]) -> PayloadObject | None:
+        """The S3 object a message item fetched by `fetch_messages` keeps its payload in, checked with a
+        `HeadObject` to be there, of the size recorded; None for an item whose payload is not in S3.
+
+        The relay sends a pointer to the object, never the object (the consumer's extended client reads
+        it), but a pointer to nothing is an empty message to that consumer: `PayloadUnavailable` (the
+        message is parked) when the object is gone or unreadable (`claim_check.object_problem`), or its size
+        was not recorded. A transient S3 error propagates, as botocore raises it, for the relay's retry
+        layer: the batch stops and its entries wait, as after a failed read of DynamoDB."""
+        ref = item.get("payload_ref", {}).get("S")
+        if ref is None or not is_object_uri(ref):
+            return None
+        size = item.get("payload_size", {}).get("N")
+        if size is None:
+            raise PayloadUnavailable(f"its payload object {ref} has no recorded payload_size: not sent")
+        try:
+            obj = PayloadObject.from_uri(ref, int(size))
+        except ValueError as bad:
+            raise PayloadUnavailable(f"its payload_ref names no object: {bad}") from None
+        if problem := object_problem(self._s3(), obj):
+            raise PayloadUnavailable(problem)
+        return obj
 
     def payload_problem(self, item: dict[str, Any]) -> str:
         """Why a message item fetched by `fetch_messages` came without its payload (ADR 0023)."""

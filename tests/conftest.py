@@ -18,8 +18,8 @@ from botocore.awsrequest import AWSPreparedRequest
 from moto import mock_aws
 
 from outbox import enqueue
-from outbox.core.clients import dynamodb_client, reset_clients, sqs_client
-from outbox.core.settings import Settings
+from outbox.core.clients import dynamodb_client, reset_clients, s3_client, sqs_client
+from outbox.core.settings import S3_MAX_PAYLOAD_BYTES, Settings
 from outbox.ingest import handler as ingest
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
 from outbox.local.events import http_api_event, local_context
@@ -37,7 +37,16 @@ _prefixes = itertools.count()
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts with dummy credentials, no endpoint, no cached clients or settings."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "MESSAGES_TABLE", "OUTBOX_TABLE", "QUEUE_URL"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "MESSAGES_TABLE",
+        "OUTBOX_TABLE",
+        "QUEUE_URL",
+        "PAYLOADS_TABLE",
+        "PAYLOADS_BUCKET",
+        "MAX_PAYLOAD_BYTES",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in DUMMY_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
@@ -68,6 +77,15 @@ class Outbox:
         """The Payloads table's items, by payload id (ADR 0023)."""
         table = self.resources.payloads_table
         return {item["payload_id"]["S"]: item for item in _scan(table)} if table else {}
+
+    def objects(self) -> dict[str, bytes]:
+        """The payload bucket's objects (S3 claim check, ADR 0023), by key."""
+        bucket = self.resources.payloads_bucket
+        if bucket is None:
+            return {}
+        s3 = s3_client()
+        keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
     def leases(self) -> dict[str, dict[str, Any]]:
         """The shard lease items, by shard (`lease#3` → `3`)."""
@@ -111,10 +129,21 @@ def _scan(table: str) -> list[dict[str, Any]]:
     ]
 
 
-def _provisioned(monkeypatch: pytest.MonkeyPatch, *, fifo: bool) -> Outbox:
-    resources = provision(dynamodb_client(), sqs_client(), prefix=f"t{next(_prefixes)}", fifo=fifo)
+def _provisioned(monkeypatch: pytest.MonkeyPatch, *, fifo: bool, claim_check: bool = False) -> Outbox:
+    """Provisioned and in the environment; `claim_check`: with the payload bucket and payloads up to the
+    largest `MAX_PAYLOAD_BYTES` it allows (ADR 0023)."""
+    resources = provision(
+        dynamodb_client(),
+        sqs_client(),
+        prefix=f"t{next(_prefixes)}",
+        fifo=fifo,
+        payloads_bucket=claim_check,
+        s3=s3_client() if claim_check else None,
+    )
     for name, value in resources.environment().items():
         monkeypatch.setenv(name, value)
+    if claim_check:
+        monkeypatch.setenv("MAX_PAYLOAD_BYTES", str(S3_MAX_PAYLOAD_BYTES))
     return Outbox(resources, Settings.from_env())
 
 
@@ -129,6 +158,20 @@ def outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
 def fifo_outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
     with mock_aws():
         yield _provisioned(monkeypatch, fifo=True)
+
+
+@pytest.fixture
+def s3_outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
+    """Standard queue and the S3 claim check's bucket (`PAYLOADS_BUCKET`, `MAX_PAYLOAD_BYTES` at its
+    largest), moto in-process."""
+    with mock_aws():
+        yield _provisioned(monkeypatch, fifo=False, claim_check=True)
+
+
+@pytest.fixture
+def s3_fifo_outbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
+    with mock_aws():
+        yield _provisioned(monkeypatch, fifo=True, claim_check=True)
 
 
 @pytest.fixture(scope="session")
@@ -152,6 +195,16 @@ def server_outbox(moto_server: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> 
     install_strict_contract(dynamodb_client())
     install_strict_contract(sqs_client())
     return _provisioned(monkeypatch, fifo=False)
+
+
+@pytest.fixture
+def s3_server_outbox(moto_server: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Outbox:
+    """`server_outbox` with the S3 claim check's bucket, as `s3_outbox`."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
+    reset_clients()
+    install_strict_contract(dynamodb_client())
+    install_strict_contract(sqs_client())
+    return _provisioned(monkeypatch, fifo=False, claim_check=True)
 
 
 def run_outbox(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from outbox.core.settings import Settings, SettingsError
+from outbox.core.settings import S3_MAX_PAYLOAD_BYTES, Settings, SettingsError
 
 BASE = {"MESSAGES_TABLE": "m", "OUTBOX_TABLE": "o", "QUEUE_URL": "http://localhost/123/q"}
 
@@ -55,3 +55,26 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env(BASE)
     with pytest.raises(AttributeError):
         settings.outbox_shards = 3  # type: ignore[misc]
+
+
+def test_max_payload_bytes_above_an_item_needs_the_bucket() -> None:
+    with pytest.raises(
+        SettingsError, match=r"MAX_PAYLOAD_BYTES: 350001 is above .* set PAYLOADS_BUCKET"
+    ) as error:
+        Settings.from_env({**BASE, "MAX_PAYLOAD_BYTES": "350001"})
+    assert error.value.variable == "MAX_PAYLOAD_BYTES"
+    settings = Settings.from_env({**BASE, "MAX_PAYLOAD_BYTES": "5000000", "PAYLOADS_BUCKET": "b-payloads"})
+    assert (settings.max_payload_bytes, settings.payloads_bucket, settings.claim_check) == (
+        S3_MAX_PAYLOAD_BYTES,
+        "b-payloads",
+        True,
+    )
+    with pytest.raises(SettingsError, match="MAX_PAYLOAD_BYTES: must be between 1 and 5000000"):
+        Settings.from_env({**BASE, "MAX_PAYLOAD_BYTES": "5000001", "PAYLOADS_BUCKET": "b-payloads"})
+
+
+@pytest.mark.parametrize("name", ["B", "a_b", "ab", "-ab", "a..b", "x" * 64])
+def test_a_bucket_name_s3_would_refuse_is_named(name: str) -> None:
+    with pytest.raises(SettingsError, match=r"PAYLOADS_BUCKET: .*S3 bucket name") as error:
+        Settings.from_env({**BASE, "PAYLOADS_BUCKET": name})
+    assert error.value.variable == "PAYLOADS_BUCKET"

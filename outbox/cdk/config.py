@@ -21,7 +21,9 @@ from outbox.core.settings import Settings, SettingsError
 PLACEHOLDER_MESSAGES_TABLE: Final = "synth-check-messages"
 PLACEHOLDER_OUTBOX_TABLE: Final = "synth-check-outbox"
 PLACEHOLDER_QUEUE_NAME: Final = "synth-check-queue"
-"""Names stand in for the deploy-time table names and queue URL while the settings are checked."""
+PLACEHOLDER_PAYLOADS_BUCKET: Final = "synth-check-payloads"
+"""Names stand in for the deploy-time table names, queue URL and bucket name while the settings are checked
+(the stack always has a payload bucket, so `max_payload_bytes` may go above the item ceiling)."""
 
 LAMBDA_MAX_TIMEOUT_SECONDS: Final = 900
 
@@ -135,14 +137,17 @@ def settings_environment(
     outbox_table: str,
     queue_url: str,
     payloads_table: str | None = None,
+    payloads_bucket: str | None = None,
 ) -> dict[str, str]:
     """The Lambda environment: one variable per `Settings` field that has a value, named as
-    `Settings.from_env` reads it."""
+    `Settings.from_env` reads it. The resources' names are the deployed ones, passed here, never the
+    placeholders the settings were checked with."""
     values = dataclasses.asdict(settings) | {
         "messages_table": messages_table,
         "outbox_table": outbox_table,
         "queue_url": queue_url,
         "payloads_table": payloads_table,
+        "payloads_bucket": payloads_bucket,
     }
     return {name.upper(): str(value) for name, value in values.items() if value is not None}
 
@@ -153,6 +158,7 @@ def _checked_settings(*, fifo: bool, variables: Mapping[str, str], source: Mappi
         "MESSAGES_TABLE": PLACEHOLDER_MESSAGES_TABLE,
         "OUTBOX_TABLE": PLACEHOLDER_OUTBOX_TABLE,
         "QUEUE_URL": queue + (FIFO_SUFFIX if fifo else ""),
+        "PAYLOADS_BUCKET": PLACEHOLDER_PAYLOADS_BUCKET,
         **variables,
     }
     try:

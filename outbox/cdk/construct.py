@@ -1,5 +1,5 @@
-"""The reusable outbox: both tables, the queue with its dead-letter queue, and the relay, woken by the
-Outbox table's stream (the doorbell) and run on a schedule (the sweep).
+"""The reusable outbox: the tables, the payload bucket, the queue with its dead-letter queue, and the relay,
+woken by the Outbox table's stream (the doorbell) and run on a schedule (the sweep).
 
 A team can put this construct in its own stack and let its own functions write messages in their own
 transactions with `grant_enqueue` (docs/design.md §5, library API); the standalone stack adds the ingest
@@ -25,9 +25,13 @@ from outbox.cdk.bundling import lambda_code
 from outbox.cdk.config import RemovalPolicyName, StackConfig, settings_environment
 from outbox.cdk.function import OutboxFunction
 from outbox.cdk.names import RELAY_HANDLER
+from outbox.cdk.payload_bucket import READ_ACTIONS as PAYLOAD_OBJECT_READ_ACTIONS
+from outbox.cdk.payload_bucket import WRITE_ACTIONS as PAYLOAD_OBJECT_WRITE_ACTIONS
+from outbox.cdk.payload_bucket import PayloadBucket
 from outbox.core.schema import (
     DLQ_MAX_RECEIVE_COUNT,
     FAILED_INDEX,
+    PAYLOAD_GRACE_DAYS,
     QUEUE_MAX_MESSAGE_BYTES,
     TTL_ATTRIBUTE,
     messages_table_definition,
@@ -78,6 +82,13 @@ every relay transaction (ConditionCheck); roll back and park (transaction Update
 stale entry (transaction Deletes). relay/store.py."""
 RELAY_PAYLOADS_ACTIONS: Final = ("dynamodb:BatchGetItem",)
 """Fetch the payloads stored apart (ADR 0023): read only, never written by the relay."""
+ENQUEUE_OBJECT_ACTIONS: Final = PAYLOAD_OBJECT_WRITE_ACTIONS
+"""A payload above the item ceiling, written to S3 before the transaction (`s3:PutObject` under
+`payloads/`, ADR 0023)."""
+READ_OBJECT_ACTIONS: Final = PAYLOAD_OBJECT_READ_ACTIONS
+"""`s3:GetObject` under `payloads/`: `?include=payload` and `status --payload` of a payload in S3; a
+consumer's extended client reading the pointer's object; and the relay's `HeadObject` (authorized by
+`s3:GetObject`), which checks the object is there before a pointer to it is sent and reads no content."""
 RELAY_MESSAGES_ACTIONS: Final = ("dynamodb:BatchGetItem", "dynamodb:UpdateItem")
 """Fetch payloads (BatchGetItem); PENDING→QUEUED at finalize and PENDING→FAILED at poison (transaction
 Updates)."""
@@ -166,6 +177,16 @@ class OutboxConstruct(Construct):
         self.outbox_table = self._table("Outbox", outbox_table_definition("-"), config, ttl=False)
         # Payloads too large to ride in their message item, written once; TTL past the message's (ADR 0023).
         self.payloads_table = self._table("Payloads", payloads_table_definition("-"), config, ttl=True)
+        # Payloads above what an item holds, written once before the transaction, sent as pointers; the
+        # lifecycle rule expires them on the Payloads table's horizon (ADR 0023).
+        self.payload_bucket = PayloadBucket(
+            self,
+            "PayloadBucket",
+            expire_after=cdk.Duration.days(config.settings.retention_days + PAYLOAD_GRACE_DAYS),
+            removal_policy=policy,
+        )
+        """The S3 claim check's bucket (ADR 0023); a retained bucket is kept with its objects, a destroyed
+        one must be emptied first (CloudFormation deletes no bucket that holds objects)."""
         self.failed_index_arn = f"{self.messages_table.table_arn}/index/{FAILED_INDEX}"
         """The Messages table's sparse FAILED index, by name (no `index/*`)."""
         queue_options: dict[str, Any] = {
@@ -192,6 +213,7 @@ class OutboxConstruct(Construct):
             outbox_table=self.outbox_table.table_name,
             queue_url=self.queue.queue_url,
             payloads_table=self.payloads_table.table_name,
+            payloads_bucket=self.payload_bucket.bucket_name,
         )
         self.relay = OutboxFunction(
             self,
@@ -250,38 +272,48 @@ class OutboxConstruct(Construct):
         return _grant(grantee, (RELAY_STREAM_ACTIONS, [self.outbox_stream_arn]))
 
     def grant_enqueue(self, grantee: iam.IGrantable) -> iam.Grant:
-        """What the two actions of a message's transaction take: a Put on each table. `enqueue()` (a
-        transaction of its own) also reads the stored message on a replay: add `grant_read_status`."""
+        """What the two actions of a message's transaction take: a Put on each table; and the payload's
+        own write before them, to the Payloads table or the bucket. `enqueue()` (a transaction of its own)
+        also reads the stored message on a replay: add `grant_read_status`."""
         return _grant(
             grantee,
             (ENQUEUE_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
             (ENQUEUE_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
             (ENQUEUE_PAYLOADS_ACTIONS, [self.payloads_table.table_arn]),
+            (ENQUEUE_OBJECT_ACTIONS, [self.payload_bucket.objects_arn]),
         )
 
     def grant_read_status(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Reading one message's status by its id."""
+        """Reading one message's status by its id, and its payload wherever it is kept."""
         return _grant(
-            grantee, (READ_STATUS_ACTIONS, [self.messages_table.table_arn, self.payloads_table.table_arn])
+            grantee,
+            (READ_STATUS_ACTIONS, [self.messages_table.table_arn, self.payloads_table.table_arn]),
+            (READ_OBJECT_ACTIONS, [self.payload_bucket.objects_arn]),
         )
 
     def grant_relay(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Everything a relay run does: take shard leases, fetch, send, finalize, roll back, park."""
+        """Everything a relay run does: take shard leases, fetch, send, finalize, roll back, park; and the
+        `HeadObject` of a payload in S3 before its pointer is sent (never a read of its content)."""
         return _grant(
             grantee,
             (RELAY_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
             (RELAY_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
             (RELAY_PAYLOADS_ACTIONS, [self.payloads_table.table_arn]),
+            (READ_OBJECT_ACTIONS, [self.payload_bucket.objects_arn]),
             (RELAY_QUEUE_ACTIONS, [self.queue.queue_arn]),
         )
 
     def grant_consume(self, grantee: iam.IGrantable) -> iam.Grant:
         """What a function consuming the queue through the consumer helper (ADR 0019) and an SQS event
-        source mapping needs: the helper's status writes and the mapping's queue calls."""
+        source mapping needs: the helper's status writes and the mapping's queue calls; and reading the
+        payload objects that a message above 350,000 bytes points at (an extended-client consumer's
+        `GetObject`, ADR 0023). Nothing lets a consumer delete an object: configure the Java library with
+        `cleanupS3Payload=false` (a redrive or a second delivery still needs it)."""
         return _grant(
             grantee,
             (CONSUMER_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
             (CONSUMER_QUEUE_ACTIONS, [self.queue.queue_arn]),
+            (READ_OBJECT_ACTIONS, [self.payload_bucket.objects_arn]),
         )
 
     def add_consumer(
@@ -328,6 +360,7 @@ class OutboxConstruct(Construct):
         return [
             (ADMIN_MESSAGES_ACTIONS, [self.messages_table.table_arn]),
             (ADMIN_PAYLOADS_ACTIONS, [self.payloads_table.table_arn]),
+            (READ_OBJECT_ACTIONS, [self.payload_bucket.objects_arn]),
             (ADMIN_FAILED_INDEX_ACTIONS, [self.failed_index_arn]),
             (ADMIN_OUTBOX_ACTIONS, [self.outbox_table.table_arn]),
             (ADMIN_DLQ_ACTIONS, [self.dead_letter_queue.queue_arn]),

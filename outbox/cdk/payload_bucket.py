@@ -26,7 +26,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from outbox.core.schema import S3_PAYLOAD_PREFIX
+from outbox.core.schema import PAYLOAD_LIFECYCLE_RULE_ID, S3_PAYLOAD_PREFIX
 
 WRITE_ACTIONS: Final = ("s3:PutObject",)
 """`put_payload`: one PutObject, no ACL, no tagging, no object lock, no KMS (SSE-S3)."""
@@ -35,7 +35,7 @@ READ_ACTIONS: Final = ("s3:GetObject",)
 missing key with 403 rather than 404 (`read_payload` then raises instead of returning None). A Java
 extended client deleting payloads on `deleteMessage` (its default) would also need `s3:DeleteObject`; it
 should be configured not to (`cleanupS3Payload=false`), as `outbox.data.claim_check` explains."""
-LIFECYCLE_RULE_ID: Final = "ExpireClaimCheckPayloads"
+LIFECYCLE_RULE_ID: Final = PAYLOAD_LIFECYCLE_RULE_ID
 
 
 class PayloadBucket(Construct):

@@ -34,6 +34,7 @@ def _consumer() -> OutboxConsumer:
         messages_table=settings.messages_table,
         processing_seconds=PROCESSING_SECONDS,
         retention_days=settings.retention_days,
+        payloads_bucket=settings.payloads_bucket,
     )
 
 

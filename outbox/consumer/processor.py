@@ -5,6 +5,12 @@ consumer's code again (ADR 0019).
 `OutboxConsumer.record_handler(fn)` is a record handler for Powertools' batch utility
 (`process_partial_response` with `BatchProcessor` or `SqsFifoPartialProcessor`): a record it raises for
 becomes a batch item failure that SQS delivers again; Powertools keeps the rest of the batch.
+
+A payload above 350,000 bytes reaches the queue as the AWS SQS Extended Client's pointer to its S3 object
+(ADR 0023). Lambda's SQS mapping hands the pointer over as it is, so the helper reads the object itself
+(`s3:GetObject`, what `OutboxConstruct.grant_consume` gives) and the consumer's function gets the payload,
+as from any other message. It never deletes the object: a redrive or a second delivery needs it, and the
+bucket's lifecycle rule expires it.
 """
 
 from __future__ import annotations
@@ -22,13 +28,16 @@ from botocore.exceptions import ClientError
 
 from outbox.consumer.transitions import Claim, claim_update, complete_action, give_back_update
 from outbox.core import exact_json
+from outbox.core.clients import s3_client
 from outbox.core.domain import Status, epoch_millis
 from outbox.core.tracing import traceparent_of, valid_xray_header
+from outbox.data.claim_check import RESERVED_ATTRIBUTES, is_pointer_body, read_payload
 from outbox.data.transact import TransactionCancelled, transact
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+    from mypy_boto3_s3 import S3Client
 
 logger = Logger(service="outbox-consumer", child=True)
 
@@ -56,15 +65,21 @@ class ClaimLost(Exception):
     """The claim ran out and another consumer took the message over: nothing of this run was committed."""
 
 
+class PayloadUnreadable(Exception):
+    """The message points at a payload object that is gone, or in a bucket other than the outbox's: the
+    message is given back (and ends in the dead-letter queue after its receives), never consumed empty."""
+
+
 @dataclass(frozen=True, slots=True)
 class ConsumedMessage:
     """What the consumer's function gets: the message as the producer accepted it."""
 
     message_id: str
     body: str
-    """The payload as sent: exact JSON text."""
+    """The payload as sent: exact JSON text (read from its S3 object when the message carried a pointer)."""
     attributes: Mapping[str, str]
-    """The producer's message attributes (the `message_id` attribute left out)."""
+    """The producer's message attributes (the `message_id` attribute and a pointer's size attribute left
+    out)."""
     receive_count: int
     """Deliveries to a consumer helper so far, this one included (the message item's count)."""
     group_id: str | None = None
@@ -97,10 +112,17 @@ class OutboxConsumer:
         processing_seconds: int = DEFAULT_PROCESSING_SECONDS,
         retention_days: int = DEFAULT_RETENTION_DAYS,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        payloads_bucket: str | None = None,
+        s3: Callable[[], S3Client] = s3_client,
     ) -> None:
+        """`payloads_bucket`: the outbox's payload bucket (`Settings.payloads_bucket`); given, a pointer to
+        any other bucket is refused rather than read with this consumer's credentials. `s3`: makes the S3
+        client, called only for a message that carries a pointer."""
         if processing_seconds < 1:
             raise ValueError("processing_seconds must be at least 1")
         self._client = dynamodb
+        self._payloads_bucket = payloads_bucket
+        self._s3 = s3
         self._table = messages_table
         self._processing = timedelta(seconds=processing_seconds)
         self._retention = timedelta(days=retention_days)
@@ -118,20 +140,20 @@ class OutboxConsumer:
         item = self._claim(claim)
         if item is None:
             return Consumed.DUPLICATE
-        message = ConsumedMessage(
-            message_id=message_id,
-            body=record.body,
-            attributes={
-                name: str(value.get("stringValue") or "")
-                for name, value in _message_attributes(record).items()
-                if name != MESSAGE_ID_ATTRIBUTE
-            },
-            receive_count=int(item.get("receive_count", {}).get("N", "1")),
-            group_id=record.attributes.message_group_id,
-            trace_header=valid_xray_header(record.attributes.aws_trace_header),
-            record=record,
-        )
         try:
+            message = ConsumedMessage(
+                message_id=message_id,
+                body=self._body(record),
+                attributes={
+                    name: str(value.get("stringValue") or "")
+                    for name, value in _message_attributes(record).items()
+                    if name != MESSAGE_ID_ATTRIBUTE and name not in RESERVED_ATTRIBUTES
+                },
+                receive_count=int(item.get("receive_count", {}).get("N", "1")),
+                group_id=record.attributes.message_group_id,
+                trace_header=valid_xray_header(record.attributes.aws_trace_header),
+                record=record,
+            )
             writes = list(work(message) or ())
             if len(writes) >= MAX_TRANSACTION_ACTIONS:
                 raise ValueError(f"{len(writes)} writes returned; at most {MAX_TRANSACTION_ACTIONS - 1}")
@@ -142,6 +164,19 @@ class OutboxConsumer:
             self._give_back(claim, f"{type(exc).__name__}: {exc}")
             raise
         return Consumed.COMPLETED
+
+    def _body(self, record: SQSRecord) -> str:
+        """The record's body, or the payload its pointer names (marked as the extended clients mark one:
+        by the size attribute, which ingest refuses as a caller's attribute name)."""
+        obj = is_pointer_body(record.body, _message_attributes(record))
+        if obj is None:
+            return record.body
+        if self._payloads_bucket is not None and obj.bucket != self._payloads_bucket:
+            raise PayloadUnreadable(f"the pointer names bucket {obj.bucket!r}, not {self._payloads_bucket!r}")
+        payload = read_payload(self._s3(), obj)
+        if payload is None:
+            raise PayloadUnreadable(f"the payload object {obj.uri} is gone (expired or deleted)")
+        return payload
 
     def _claim(self, claim: Claim) -> dict[str, Any] | None:
         """The claimed item, or None for a duplicate (already COMPLETED)."""

@@ -19,6 +19,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
 CONNECT_TIMEOUT_SECONDS: Final = 2
@@ -52,6 +53,17 @@ def sqs_client() -> SQSClient:
     )
 
 
+@functools.cache
+def s3_client() -> S3Client:
+    """The claim check's client (ADR 0023). Built only when a payload is in S3: S3's service model is the
+    largest botocore loads, and an outbox without the claim check should not pay for it at a cold start.
+    Against an emulator endpoint, path-style addressing (`http://localhost:5000/bucket/key`): a
+    virtual-hosted name (`bucket.localhost`) resolves only where the system maps `*.localhost`."""
+    endpoint = _endpoint_url()
+    config = CLIENT_CONFIG.merge(Config(s3={"addressing_style": "path"})) if endpoint else CLIENT_CONFIG
+    return cast("S3Client", _session().create_client("s3", endpoint_url=endpoint, config=config))
+
+
 def _session() -> botocore.session.Session:
     """A new session per client: botocore sessions are not thread-safe, and these are built once each."""
     return botocore.session.get_session()
@@ -61,3 +73,4 @@ def reset_clients() -> None:
     """Forget cached clients so the next call builds them from the current environment."""
     dynamodb_client.cache_clear()
     sqs_client.cache_clear()
+    s3_client.cache_clear()

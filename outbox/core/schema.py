@@ -6,6 +6,7 @@ renamed here is renamed everywhere at once.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 # Messages table: one item per accepted message.
@@ -19,9 +20,17 @@ TTL_ATTRIBUTE: Final = "expires_at"
 # Payloads table: a payload too large to ride in its message item, written once (ADR 0023).
 PAYLOAD_KEY: Final = "payload_id"
 
+PAYLOAD_GRACE_DAYS: Final = 28
+"""A payload stored apart (an item of the Payloads table, or an S3 object) outlives its message's retention
+by this much: SQS keeps a message 14 days at most, and its dead-letter queue 14 more (ADR 0023)."""
+
 # S3 claim check: payloads beyond what a DynamoDB item holds.
 S3_PAYLOAD_PREFIX: Final = "payloads/"
 """Every payload object's key starts with it; the IAM grants and the lifecycle rule are scoped to it."""
+PAYLOAD_LIFECYCLE_RULE_ID: Final = "ExpireClaimCheckPayloads"
+"""The payload bucket's one lifecycle rule (the stack's and `outbox init`'s): objects under the prefix
+expire `RETENTION_DAYS + PAYLOAD_GRACE_DAYS` after they were written."""
+_BUCKET_NAME: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 EXTENDED_PAYLOAD_SIZE_ATTRIBUTE: Final = "ExtendedPayloadSize"
 """The reserved attribute of the AWS SQS Extended Client libraries: the payload's size in UTF-8 bytes,
@@ -92,6 +101,17 @@ def outbox_table_definition(table_name: str) -> dict[str, object]:
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": OUTBOX_STREAM_VIEW},
     }
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why `name` cannot name the payload bucket, or None when it can: S3's rules for new buckets (3-63
+    lower-case letters, digits, '.' and '-', starting and ending with a letter or digit, no '..')."""
+    if not _BUCKET_NAME.fullmatch(name) or ".." in name:
+        return (
+            "an S3 bucket name is 3-63 lower-case letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return None
 
 
 def is_fifo_queue(queue_url: str) -> bool:

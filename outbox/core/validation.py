@@ -13,17 +13,26 @@ from typing import Final
 
 from outbox.core import exact_json
 from outbox.core.errors import InvalidRequest, PayloadTooLarge
-from outbox.core.schema import EXTENDED_CLIENT_ATTRIBUTES, QUEUE_MAX_MESSAGE_BYTES
+from outbox.core.schema import (
+    EXTENDED_CLIENT_ATTRIBUTES,
+    EXTENDED_PAYLOAD_SIZE_ATTRIBUTE,
+    QUEUE_MAX_MESSAGE_BYTES,
+)
+from outbox.core.settings import MAX_PAYLOAD_CEILING_BYTES
 
 MAX_NESTING_DEPTH: Final = 32
 MAX_CALLER_ATTRIBUTES: Final = 9
 """SQS allows 10 message attributes; the relay adds `message_id`."""
+S3_BOUND_MAX_CALLER_ATTRIBUTES: Final = MAX_CALLER_ATTRIBUTES - 1
+"""A payload that goes to S3 is relayed as a pointer that carries `ExtendedPayloadSize` besides `message_id`
+(`outbox.data.claim_check.attributes_left_for_caller`): 8 are left for the caller."""
 RESERVED_ATTRIBUTE: Final = "message_id"
 MAX_ATTRIBUTE_NAME_LENGTH: Final = 256
 MAX_GROUP_ID_LENGTH: Final = 128
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 256
 MESSAGE_CONTENT_LIMIT_BYTES: Final = 380_000
-"""Payload plus attributes, kept under DynamoDB's 400 KB item limit with room for the item's metadata."""
+"""Payload plus attributes, kept under DynamoDB's 400 KB item limit with room for the item's metadata; for a
+payload that goes to S3, the attributes alone (the item no longer holds the payload)."""
 
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _GROUP_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]+")
@@ -51,6 +60,7 @@ def validate_message(
     idempotency_key: str | None = None,
     fifo: bool,
     max_payload_bytes: int,
+    claim_check: bool = False,
 ) -> MessageRequest:
     """Check a request and return it normalised, or raise `InvalidRequest` naming the field at fault.
 
@@ -58,6 +68,12 @@ def validate_message(
     Every number reaches the consumer with its exact value: a `Decimal` or an `int` as written (an `int`
     past Python's int digit limit is refused: pass a `Decimal`), a `float` as its shortest round-tripping
     repr (`0.1`, which reads back as the same double, not the double's exact binary expansion).
+
+    `claim_check`: a payload bucket is configured (`Settings.claim_check`, ADR 0023). A payload above
+    `MAX_PAYLOAD_CEILING_BYTES` then goes to S3 (`travels_through_s3`): the message item no longer holds it,
+    so only the attributes count against `MESSAGE_CONTENT_LIMIT_BYTES`; and its SQS message carries the
+    extended client's size attribute besides `message_id`, so the caller may give one attribute less.
+    Without it such a payload is refused, as the message item could not hold it.
     """
     payload_json = payload_text(payload, "payload")
     payload_bytes = len(payload_json)
@@ -67,19 +83,34 @@ def validate_message(
             f"payload is {payload_bytes} bytes as JSON; the limit is {max_payload_bytes}",
             "payload",
         )
-    checked_attributes = _check_attributes(attributes)
+    s3_bound = travels_through_s3(payload_bytes, claim_check=claim_check)
+    checked_attributes = _check_attributes(attributes, s3_bound=s3_bound)
     checked_group = _check_group_id(group_id, fifo=fifo)
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
-    content_bytes = payload_bytes + _attributes_size(checked_attributes)
-    if content_bytes > min(MESSAGE_CONTENT_LIMIT_BYTES, QUEUE_MAX_MESSAGE_BYTES):
+    attributes_bytes = _attributes_size(checked_attributes)
+    if s3_bound:
+        if attributes_bytes > MESSAGE_CONTENT_LIMIT_BYTES:
+            raise PayloadTooLarge(
+                "message_too_large",
+                f"attributes are {attributes_bytes} bytes; the limit is {MESSAGE_CONTENT_LIMIT_BYTES}",
+                "attributes",
+            )
+    elif payload_bytes + attributes_bytes > min(MESSAGE_CONTENT_LIMIT_BYTES, QUEUE_MAX_MESSAGE_BYTES):
         raise PayloadTooLarge(
             "message_too_large",
-            f"payload and attributes are {content_bytes} bytes together; the limit is "
+            f"payload and attributes are {payload_bytes + attributes_bytes} bytes together; the limit is "
             f"{MESSAGE_CONTENT_LIMIT_BYTES}",
             "attributes",
         )
     return MessageRequest(payload_json, checked_attributes, checked_group, idempotency_key)
+
+
+def travels_through_s3(payload_bytes: int, *, claim_check: bool) -> bool:
+    """Whether a payload of `payload_bytes` (its ASCII JSON, so as many bytes as characters) is written to
+    S3 rather than kept in DynamoDB: only above what an item holds, and only with a bucket configured. The
+    one rule both validation and placement (`outbox.data.transactions.place_payload`) follow."""
+    return claim_check and payload_bytes > MAX_PAYLOAD_CEILING_BYTES
 
 
 def payload_text(value: object, where: str) -> str:
@@ -101,11 +132,20 @@ def check_idempotency_key(key: str) -> None:
         )
 
 
-def _check_attributes(attributes: object) -> dict[str, str]:
+def _check_attributes(attributes: object, *, s3_bound: bool) -> dict[str, str]:
     if attributes is None:
         return {}
     if not isinstance(attributes, dict):
         raise InvalidRequest("invalid_attributes", "attributes must be an object of strings", "attributes")
+    if s3_bound and len(attributes) > S3_BOUND_MAX_CALLER_ATTRIBUTES:
+        raise InvalidRequest(
+            "too_many_attributes",
+            f"at most {S3_BOUND_MAX_CALLER_ATTRIBUTES} attributes are allowed with a payload above "
+            f"{MAX_PAYLOAD_CEILING_BYTES} bytes: it travels through S3, and its message carries the "
+            f"{EXTENDED_PAYLOAD_SIZE_ATTRIBUTE} attribute that SQS Extended Client consumers read it by "
+            f"(SQS allows 10 attributes, and the relay adds message_id); got {len(attributes)}",
+            "attributes",
+        )
     if len(attributes) > MAX_CALLER_ATTRIBUTES:
         raise InvalidRequest(
             "too_many_attributes",

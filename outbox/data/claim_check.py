@@ -2,8 +2,10 @@
 transaction, and the relay sends a pointer to it in the format of the AWS SQS Extended Client libraries,
 so a consumer built on either of them gets the payload back without knowing about the outbox.
 
-Nothing here decides *when* a payload goes to S3 or wires a client; ingest and the relay do that. This
-module holds the format, the two S3 calls and the arithmetic they need.
+Nothing here decides *when* a payload goes to S3 (`outbox.core.validation.travels_through_s3` and
+`outbox.data.transactions.place_payload` do) or wires a client; ingest and the relay do that. This module
+holds the format, the three S3 calls (ingest's `PutObject`, the relay's `HeadObject`, a reader's
+`GetObject`) and the arithmetic they need.
 
 The format, as the libraries write and read it
 ----------------------------------------------
@@ -123,6 +125,10 @@ _PAYLOAD_ID: Final = re.compile(r"[A-Za-z0-9._/\-]+")
 _SIZE: Final = re.compile(r"[0-9]+")
 _URI_SCHEME: Final = "s3://"
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
+_DENIED_CODES: Final = frozenset({"AccessDenied", "403", "Forbidden"})
+"""`GetObject` says `AccessDenied`; `HeadObject`, whose 403 has no body, the bare status."""
+_NOT_FOUND_STATUS: Final = 404
+_FORBIDDEN_STATUS: Final = 403
 _TRANSIENT_CODES: Final = frozenset(
     {
         "SlowDown",
@@ -173,22 +179,77 @@ def object_key(payload_id: str) -> str:
     return key
 
 
+class ObjectAccessDenied(StoreUnavailable):
+    """S3 answered 403 to a read of a payload object. To a reader allowed `s3:GetObject` but not
+    `s3:ListBucket` (every grant of `outbox.cdk.payload_bucket`), that is also how S3 answers for a key that
+    does not exist, so it means "gone, or not yours to read": never retryable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+def is_object_uri(payload_ref: str) -> bool:
+    """Whether a message item's `payload_ref` names an S3 object (`PayloadObject.uri`) rather than an item
+    of the Payloads table (a time-ordered id, which never starts with a URI scheme)."""
+    return payload_ref.startswith(_URI_SCHEME)
+
+
 def put_payload(s3: S3Client, *, bucket: str, payload_id: str, body: str) -> PayloadObject:
-    """Write `body` as one object (UTF-8, `application/json`), before the transaction that will name it.
+    """Write `body` as one object (UTF-8, `application/json`) under `object_key(payload_id)`, before the
+    transaction that will name it: `write_object` of that object."""
+    obj = PayloadObject(bucket=bucket, key=object_key(payload_id), size=len(body.encode("utf-8")))
+    write_object(s3, obj, body)
+    return obj
+
+
+def write_object(s3: S3Client, obj: PayloadObject, body: str) -> None:
+    """Write `body` as the object `obj` names (its key and size fixed beforehand, as ingest fixes them
+    when it places the payload), UTF-8, `application/json`.
 
     No ACL (the bucket enforces owner ownership) and no encryption arguments: the bucket's default
     encryption applies, so the writer needs no KMS grant. botocore retries throttling, 5xx and connection
     errors first; what is left raises `StoreUnavailable` (retryable when trying again later may work), and
-    the transaction must then not be attempted."""
+    the transaction must then not be attempted. A resend after a lost response writes the same bytes under
+    the same key. `ValueError` when `body` is not `obj.size` bytes: the pointer would announce a wrong size.
+    """
     data = body.encode("utf-8")
-    key = object_key(payload_id)
+    if len(data) != obj.size:
+        raise ValueError(f"the body is {len(data)} bytes, and {obj.uri} is to hold {obj.size}")
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=PAYLOAD_CONTENT_TYPE)
+        s3.put_object(Bucket=obj.bucket, Key=obj.key, Body=data, ContentType=PAYLOAD_CONTENT_TYPE)
     except ClientError as exc:
         raise _unavailable("PutObject", exc) from exc
     except BotoCoreError as exc:
         raise StoreUnavailable(f"S3 could not be reached: {type(exc).__name__}", retryable=True) from exc
-    return PayloadObject(bucket=bucket, key=key, size=len(data))
+
+
+def object_problem(s3: S3Client, obj: PayloadObject) -> str | None:
+    """Why a pointer to `obj` must not be sent, or None when `HeadObject` found it, of the size the pointer
+    will announce: the relay's check before it sends one (ADR 0023). A pointer to nothing is an empty
+    message to its consumer, which the outbox never sends.
+
+    `HeadObject` is authorized by `s3:GetObject`, and reads no content. A 404, or a 403 (S3's answer for a
+    missing key to a role without `s3:ListBucket`, and to a role that may not read the object at all) is a
+    problem to report. Any other error (throttling, 5xx and connection errors botocore's retries did not
+    cure) propagates as botocore raises it: not the object's fault, so the relay's retry layer judges it and
+    the message waits for a later try."""
+    try:
+        head = s3.head_object(Bucket=obj.bucket, Key=obj.key)
+    except ClientError as exc:
+        code = _error_code(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _MISSING_CODES or status == _NOT_FOUND_STATUS:
+            return f"its payload object {obj.uri} is gone (expired or deleted): not sent"
+        if code in _DENIED_CODES or status == _FORBIDDEN_STATUS:
+            return (
+                f"its payload object {obj.uri} cannot be read (HeadObject: 403, S3's answer for an object "
+                "that is gone to a role without s3:ListBucket, or for one this role may not read): not sent"
+            )
+        raise
+    size = head.get("ContentLength")
+    if size != obj.size:
+        return f"its payload object {obj.uri} holds {size} bytes, not the {obj.size} recorded: not sent"
+    return None
 
 
 def read_payload(s3: S3Client, obj: PayloadObject) -> str | None:
@@ -196,7 +257,8 @@ def read_payload(s3: S3Client, obj: PayloadObject) -> str | None:
 
     S3 answers a missing key with 404 only to a reader allowed `s3:ListBucket` on the bucket; to one with
     `s3:GetObject` alone (what `PayloadBucket.grant_read` gives) it answers 403 `AccessDenied`, which is
-    raised like any refusal: `StoreUnavailable`, not retryable."""
+    raised as `ObjectAccessDenied` (a `StoreUnavailable`, not retryable): the caller cannot tell "gone"
+    from "not yours" and should say so."""
     try:
         response = s3.get_object(Bucket=obj.bucket, Key=obj.key)
         stream = response["Body"]
@@ -207,6 +269,8 @@ def read_payload(s3: S3Client, obj: PayloadObject) -> str | None:
     except ClientError as exc:
         if _error_code(exc) in _MISSING_CODES:
             return None
+        if _error_code(exc) in _DENIED_CODES:
+            raise ObjectAccessDenied(f"S3 refused the request (GetObject: {_error_code(exc)})") from exc
         raise _unavailable("GetObject", exc) from exc
     except BotoCoreError as exc:
         raise StoreUnavailable(f"S3 could not be reached: {type(exc).__name__}", retryable=True) from exc

@@ -25,7 +25,9 @@ UNPROCESSED_ROUNDS: Final = 5
 """BatchGetItem calls per chunk before keys DynamoDB keeps leaving unprocessed stop the batch."""
 UNPROCESSED_FIRST_PAUSE_SECONDS: Final = 0.05
 UNPROCESSED_MAX_PAUSE_SECONDS: Final = 1.0
-SEND_PROJECTION: Final = "message_id, #status, payload, payload_ref, #attributes, group_id, trace_header"
+SEND_PROJECTION: Final = (
+    "message_id, #status, payload, payload_ref, payload_size, #attributes, group_id, trace_header"
+)
 """What sending a message needs of it; the names behind `#status` and `#attributes` go with it."""
 
 
@@ -48,7 +50,10 @@ class MessageRecord:
     """The payload as accepted: exact JSON text (`outbox.core.exact_json`); None when it is stored apart
     (`payload_ref`)."""
     payload_ref: str | None = None
-    """The id of the payload's item in the Payloads table, when it is stored apart (ADR 0023)."""
+    """Where the payload is when it is stored apart (ADR 0023): the id of its item in the Payloads table,
+    or the `s3://bucket/key` URI of its S3 object (`outbox.data.claim_check.is_object_uri`)."""
+    payload_size: int | None = None
+    """The S3 object's size in bytes, for a payload in S3 (what the relay's pointer announces)."""
     attributes: Mapping[str, str] = field(default_factory=dict)
     group_id: str | None = None
     principal: str | None = None
@@ -88,6 +93,7 @@ class MessageRecord:
             status=str(item["status"]["S"]),
             payload=text("payload"),
             payload_ref=text("payload_ref"),
+            payload_size=int(item["payload_size"]["N"]) if "payload_size" in item else None,
             attributes={
                 name: str(value["S"]) for name, value in item.get("attributes", {}).get("M", {}).items()
             },

@@ -21,9 +21,20 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from outbox.core.schema import PAYLOAD_KEY, TTL_ATTRIBUTE
+from outbox.core.schema import PAYLOAD_GRACE_DAYS, PAYLOAD_KEY, TTL_ATTRIBUTE
 from outbox.data.item_size import item_size
 from outbox.data.messages import batch_get_items
+
+__all__ = [
+    "INLINE_ITEM_LIMIT_BYTES",
+    "PAYLOAD_GRACE_DAYS",
+    "batch_get_payloads",
+    "payload_expiry",
+    "payload_item",
+    "put_payload",
+    "read_payload",
+    "stays_inline",
+]
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -33,9 +44,6 @@ INLINE_ITEM_LIMIT_BYTES: Final = 1024
 """A message item up to one write unit keeps its payload: apart, it would cost a `PutItem` (1 unit) on top
 of a transactional message write that costs 2 units anyway. Above it, each status change saves twice the
 payload's units, and ingest saves half of them (ADR 0023 has the arithmetic)."""
-PAYLOAD_GRACE_DAYS: Final = 28
-"""A payload outlives its message's retention by this much: SQS keeps a message 14 days at most, and its
-dead-letter queue 14 more."""
 
 
 def stays_inline(message_item: Mapping[str, AttributeValueTypeDef]) -> bool:

@@ -1,10 +1,11 @@
 """The ingest transaction, built as data (docs/design.md §3.3).
 
 `prepare_message` turns a checked request into a `NewMessage`; `place_payload` decides whether its payload
-rides in the message item or is stored apart (ADR 0023); `transaction_items` renders it as the two
-`TransactWriteItems` actions (message Put + outbox entry Put) in DynamoDB's low-level form, ready to be
-appended to a caller's own transaction next to its business writes, and `payload_put_item` the payload's
-own item, to be written before them. Nothing here talks to AWS.
+rides in the message item, is stored apart in the Payloads table, or goes to S3 (ADR 0023);
+`transaction_items` renders it as the two `TransactWriteItems` actions (message Put + outbox entry Put) in
+DynamoDB's low-level form, ready to be appended to a caller's own transaction next to its business writes,
+and `payload_put_item` the payload's own item, to be written before them (an S3 object, `payload_object`,
+likewise). Nothing here talks to AWS.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from outbox.core.domain import (
 )
 from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
 from outbox.core.tracing import valid_xray_header
-from outbox.core.validation import MessageRequest
+from outbox.core.validation import MessageRequest, travels_through_s3
+from outbox.data.claim_check import PayloadObject, object_key
 from outbox.data.payloads import payload_expiry, payload_item, stays_inline
 
 if TYPE_CHECKING:
@@ -60,6 +62,10 @@ class NewMessage:
     fresh for every request, so a refused replay's payload never overwrites the accepted one's."""
     payload_expires_at: int | None = None
     """The payload item's TTL (epoch seconds), when it is stored apart."""
+    payload_object: PayloadObject | None = None
+    """Set when the payload goes to S3 (`place_payload`): the object to write before the transaction, under
+    a key made fresh for every request (`object_key` of a time-ordered id), for the reason `payload_id`
+    is. Its expiry is the bucket's lifecycle rule, not an attribute."""
 
 
 def prepare_message(
@@ -89,9 +95,27 @@ def prepare_message(
     )
 
 
-def place_payload(message: NewMessage, *, payloads_table: str | None, retention_days: int) -> NewMessage:
-    """The message with its payload stored apart when a Payloads table is configured and the message item
-    would not fit one write unit with it (`outbox.data.payloads.stays_inline`); otherwise unchanged."""
+def place_payload(
+    message: NewMessage,
+    *,
+    payloads_table: str | None,
+    retention_days: int,
+    payloads_bucket: str | None = None,
+) -> NewMessage:
+    """Where the message's payload is kept (ADR 0023):
+
+    * in S3, when a bucket is configured and the payload is above what an item holds
+      (`outbox.core.validation.travels_through_s3`, the rule validation applied);
+    * in the Payloads table, when one is configured and the message item would not fit one write unit
+      with it (`outbox.data.payloads.stays_inline`);
+    * otherwise in the message item: the message is returned unchanged."""
+    payload_json = message.request.payload_json
+    if payloads_bucket is not None and travels_through_s3(len(payload_json), claim_check=True):
+        payload_id = new_time_ordered_id(epoch_millis(message.created_at))
+        size = len(payload_json.encode("utf-8"))
+        return dataclasses.replace(
+            message, payload_object=PayloadObject(payloads_bucket, object_key(payload_id), size)
+        )
     if payloads_table is None or stays_inline(message_item(message)):
         return message
     return dataclasses.replace(
@@ -138,7 +162,9 @@ def transaction_items(
 def message_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
     """The message as accepted: `PENDING`, and without a TTL. It is owed to the queue until it is QUEUED,
     so nothing may expire it before then; the relay's finalize starts its retention (ADR 0003). Its
-    payload is in it, or named by `payload_ref` when stored apart (ADR 0023)."""
+    payload is in it, or named by `payload_ref` when stored apart (ADR 0023): the id of its Payloads item,
+    or the `s3://bucket/key` URI of its S3 object, with the object's size in bytes as `payload_size` (the
+    relay's pointer announces it; nothing downloads the object to send it)."""
     request = message.request
     created = iso(message.created_at)
     item: dict[str, AttributeValueTypeDef] = {
@@ -153,10 +179,13 @@ def message_item(message: NewMessage) -> dict[str, AttributeValueTypeDef]:
         "shard": {"S": message.shard},
         "entry_id": {"S": message.entry_id},
     }
-    if message.payload_id is None:
-        item["payload"] = {"S": request.payload_json}
-    else:
+    if message.payload_object is not None:
+        item["payload_ref"] = {"S": message.payload_object.uri}
+        item["payload_size"] = {"N": str(message.payload_object.size)}
+    elif message.payload_id is not None:
         item["payload_ref"] = {"S": message.payload_id}
+    else:
+        item["payload"] = {"S": request.payload_json}
     if request.group_id is not None:
         item["group_id"] = {"S": request.group_id}
     if request.idempotency_key is not None:

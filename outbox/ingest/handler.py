@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from outbox.core import exact_json
-from outbox.core.clients import dynamodb_client
+from outbox.core.clients import dynamodb_client, s3_client
 from outbox.core.errors import InvalidRequest, MessageNotFound, MethodNotAllowed, StoreUnavailable
 from outbox.core.settings import Settings
 from outbox.core.tracing import request_trace
@@ -34,8 +34,12 @@ def _settings() -> Settings:
 
 
 def _store() -> MessageStore:
+    """The store for one request. Its S3 client is made (once per container, `s3_client`) only when a
+    payload is in S3."""
     settings = _settings()
-    return MessageStore(dynamodb_client(), settings.messages_table, payloads_table=settings.payloads_table)
+    return MessageStore(
+        dynamodb_client(), settings.messages_table, payloads_table=settings.payloads_table, s3=s3_client
+    )
 
 
 def _principal() -> str:
@@ -54,6 +58,7 @@ def post_message() -> Response[dict[str, str]]:
         idempotency_key=event.headers.get("idempotency-key"),
         fifo=settings.fifo,
         max_payload_bytes=settings.max_payload_bytes,
+        claim_check=settings.claim_check,
     )
     accepted = accept(
         request,

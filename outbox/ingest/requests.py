@@ -20,7 +20,9 @@ from outbox.core.schema import QUEUE_MAX_MESSAGE_BYTES
 from outbox.core.validation import MessageRequest, check_idempotency_key, validate_message
 
 MAX_BODY_BYTES: Final = 2 * QUEUE_MAX_MESSAGE_BYTES
-"""A body above this cannot hold an acceptable message, whatever its whitespace: refused unparsed."""
+"""A body above this cannot hold an acceptable message, whatever its whitespace: refused unparsed. With a
+`MAX_PAYLOAD_BYTES` above the queue's maximum (payloads through S3, ADR 0023) the bound is twice that
+instead (`max_body_bytes`)."""
 BODY_FIELDS: Final = frozenset({"payload", "attributes", "group_id"})
 _IAM_UNIQUE_ID: Final = re.compile(r"A[A-Z]{3}[A-Z0-9]{12,124}")
 """An IAM unique id: a four-letter kind (`AIDA` user, `AROA` role) and upper-case letters and digits."""
@@ -34,11 +36,14 @@ def parse_message_request(
     idempotency_key: str | None,
     fifo: bool,
     max_payload_bytes: int,
+    claim_check: bool = False,
 ) -> MessageRequest:
+    """The request's message, checked (`validate_message`, with `claim_check` as there)."""
     _check_content_type(content_type)
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
-    document = _strict_json(_body_text(body, is_base64_encoded=is_base64_encoded))
+    limit = max_body_bytes(max_payload_bytes)
+    document = _strict_json(_body_text(body, is_base64_encoded=is_base64_encoded, limit=limit))
     if not isinstance(document, dict):
         raise InvalidRequest("invalid_body", "the body must be a JSON object with a 'payload' member")
     unknown = sorted(set(document) - BODY_FIELDS)
@@ -57,7 +62,13 @@ def parse_message_request(
         idempotency_key=idempotency_key,
         fifo=fifo,
         max_payload_bytes=max_payload_bytes,
+        claim_check=claim_check,
     )
+
+
+def max_body_bytes(max_payload_bytes: int) -> int:
+    """The largest body read at all: twice the largest payload or the queue's maximum, whichever is more."""
+    return 2 * max(QUEUE_MAX_MESSAGE_BYTES, max_payload_bytes)
 
 
 def principal_from_iam(
@@ -101,11 +112,11 @@ def _check_content_type(content_type: str | None) -> None:
         )
 
 
-def _body_text(body: str | None, *, is_base64_encoded: bool) -> str:
+def _body_text(body: str | None, *, is_base64_encoded: bool, limit: int) -> str:
     if not body:
         raise InvalidRequest("missing_body", "the request has no body; send a JSON object")
-    if len(body) > (MAX_BODY_BYTES * 4 // 3 + 4 if is_base64_encoded else MAX_BODY_BYTES):
-        raise PayloadTooLarge("body_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    if len(body) > (limit * 4 // 3 + 4 if is_base64_encoded else limit):
+        raise PayloadTooLarge("body_too_large", f"the body is over {limit} bytes")
     if not is_base64_encoded:
         return body
     try:

@@ -13,7 +13,13 @@ from outbox.core.settings import Settings
 from outbox.core.validation import MessageRequest
 from outbox.data.messages import MessageRecord
 from outbox.data.store import MessageExists, MessageStore, PayloadMissing
-from outbox.data.transactions import payload_put_item, place_payload, prepare_message, transaction_items
+from outbox.data.transactions import (
+    NewMessage,
+    payload_put_item,
+    place_payload,
+    prepare_message,
+    transaction_items,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +43,9 @@ def accept(
 
     Same key and same request: the stored message answers (its current status). Same key, different
     request: `IdempotencyConflict`, and the stored message does not change. A payload stored apart (ADR
-    0023) is written first, under a fresh id: if the transaction is refused, it is an orphan that expires.
+    0023), in the Payloads table or as an S3 object, is written first, under a fresh id: if the transaction
+    is refused, it is an orphan that expires (the item's TTL, the bucket's lifecycle rule). If that write
+    fails, `StoreUnavailable` and nothing was written.
     """
     message = place_payload(
         prepare_message(
@@ -49,10 +57,9 @@ def accept(
         ),
         payloads_table=settings.payloads_table,
         retention_days=settings.retention_days,
+        payloads_bucket=settings.payloads_bucket,
     )
-    payload = payload_put_item(message)
-    if payload is not None:
-        store.put_payload(payload)
+    write_payload(message, store)
     items = transaction_items(
         message, messages_table=settings.messages_table, outbox_table=settings.outbox_table
     )
@@ -71,6 +78,15 @@ def accept(
             ) from None
         return Accepted(message.message_id, Status(existing.status), replayed=True)
     return Accepted(message.message_id, Status.PENDING, replayed=False)
+
+
+def write_payload(message: NewMessage, store: MessageStore) -> None:
+    """Write the payload where `place_payload` put it, if anywhere but the message item: the one write
+    that precedes the transaction (ADR 0023). `StoreUnavailable` when it fails."""
+    if message.payload_object is not None:
+        store.put_payload_object(message.payload_object, message.request.payload_json)
+    elif (item := payload_put_item(message)) is not None:
+        store.put_payload(item)
 
 
 def message_status(

@@ -1,9 +1,10 @@
 """IAM on both sides: what the code's API calls need, recorded while it runs on moto, and what the
 synthesized template grants, both as (resource, action) pairs over the same resource names.
 
-Resource names: `Messages`, `Outbox`, `Queue`, `DeadLetterQueue`, `Messages/index/NAME`, and `LogGroup` for a
-function's own log group. An ARN or a name the template or the run does not know stays as it is (and so
-matches nothing).
+Resource names: `Messages`, `Outbox`, `Payloads`, `Queue`, `DeadLetterQueue`, `Messages/index/NAME`,
+`PayloadBucket/payloads/*` for the payload objects of the S3 claim check (keys are made per message, so the
+objects are named by their prefix on both sides), and `LogGroup` for a function's own log group. An ARN or
+a name the template or the run does not know stays as it is (and so matches nothing).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Final
 import botocore.session
 
 from outbox.core.clients import CLIENT_CONFIG
-from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, PAYLOAD_KEY
+from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, PAYLOAD_KEY, S3_PAYLOAD_PREFIX
 from outbox.core.settings import Settings
 from tests.infra.stack_support import Synthesized
 
@@ -30,6 +31,13 @@ TRANSACT_ACTIONS: Final = {
     "Delete": "dynamodb:DeleteItem",
     "ConditionCheck": "dynamodb:ConditionCheckItem",
 }
+S3_OBJECT_ACTIONS: Final = {
+    # The S3 User Guide, "Amazon S3 actions": `HeadObject` needs `s3:GetObject`, like `GetObject` itself.
+    "HeadObject": "s3:GetObject",
+    "GetObject": "s3:GetObject",
+    "PutObject": "s3:PutObject",
+}
+PAYLOAD_OBJECTS: Final = f"PayloadBucket/{S3_PAYLOAD_PREFIX}*"
 SQS_BATCH_ACTIONS: Final = {
     # SQS has no IAM action for its batch calls: the single-message action authorizes them.
     "SendMessageBatch": "SendMessage",
@@ -39,25 +47,33 @@ SQS_BATCH_ACTIONS: Final = {
 
 
 def required(service: str, operation: str, params: Mapping[str, Any]) -> set[Need]:
-    """What one API call needs, with the table name (plus `/index/NAME`) or queue URL as the resource."""
+    """What one API call needs, with the table name (plus `/index/NAME`), queue URL or `bucket/key` as the
+    resource."""
+    if service == "s3" and "Key" in params:
+        action = S3_OBJECT_ACTIONS.get(operation, f"s3:{operation}")
+        return {(f"{params['Bucket']}/{params['Key']}", action)}
     if service == "dynamodb":
-        if operation == "TransactWriteItems":
-            return {
-                (body["TableName"], TRANSACT_ACTIONS[kind])
-                for item in params["TransactItems"]
-                for kind, body in item.items()
-            }
-        if operation == "TransactGetItems":
-            return {(item["Get"]["TableName"], "dynamodb:GetItem") for item in params["TransactItems"]}
-        if operation in {"BatchGetItem", "BatchWriteItem"}:
-            return {(table, f"dynamodb:{operation}") for table in params["RequestItems"]}
-        resource = str(params.get("TableName", "*"))
-        if "IndexName" in params:
-            resource += f"/index/{params['IndexName']}"
-        return {(resource, f"dynamodb:{operation}")}
+        return _dynamodb_required(operation, params)
     if service == "sqs":
         return {(str(params.get("QueueUrl", "*")), f"sqs:{SQS_BATCH_ACTIONS.get(operation, operation)}")}
     return {("*", f"{service}:{operation}")}
+
+
+def _dynamodb_required(operation: str, params: Mapping[str, Any]) -> set[Need]:
+    if operation == "TransactWriteItems":
+        return {
+            (body["TableName"], TRANSACT_ACTIONS[kind])
+            for item in params["TransactItems"]
+            for kind, body in item.items()
+        }
+    if operation == "TransactGetItems":
+        return {(item["Get"]["TableName"], "dynamodb:GetItem") for item in params["TransactItems"]}
+    if operation in {"BatchGetItem", "BatchWriteItem"}:
+        return {(table, f"dynamodb:{operation}") for table in params["RequestItems"]}
+    resource = str(params.get("TableName", "*"))
+    if "IndexName" in params:
+        resource += f"/index/{params['IndexName']}"
+    return {(resource, f"dynamodb:{operation}")}
 
 
 class NeedsRecorder:
@@ -92,7 +108,11 @@ class NeedsRecorder:
             **({dlq_url: "DeadLetterQueue"} if dlq_url else {}),
         }
 
+        bucket = f"{settings.payloads_bucket}/" if settings.payloads_bucket else None
+
         def name(resource: str) -> str:
+            if bucket and resource.startswith(bucket + S3_PAYLOAD_PREFIX):
+                return PAYLOAD_OBJECTS
             table, index, rest = resource.partition("/index/")
             return f"{names.get(table, table)}{index}{rest}"
 
@@ -114,6 +134,8 @@ def resource_names(synth: Synthesized) -> dict[str, str]:
         names[key] = "Queue" if "RedrivePolicy" in value["Properties"] else "DeadLetterQueue"
     for key in synth.of_type("AWS::Logs::LogGroup"):
         names[key] = "LogGroup"
+    for key in synth.of_type("AWS::S3::Bucket"):
+        names[key] = "PayloadBucket"
     return names
 
 

@@ -3,9 +3,10 @@
 Two sides, one vocabulary (`tests/infra/iam_support.py`): the (resource, action) pairs the synthesized
 template grants, and the pairs the code's API calls need, recorded from botocore's events while the real
 ingest handler, relay and admin commands run on in-process moto. The scenarios walk every path that makes a
-different call (a replay, a send refused for good, a send that failed, a stale entry; every operator
-command, a requeue that reuses a parked entry and one that writes a new one, a skip of an orphaned entry),
-so a grant nothing calls fails as surely as a call nothing grants. The pinned lists below say the same in
+different call (a replay, a send refused for good, a send that failed, a stale entry; a payload inline, one
+in the Payloads table and one in S3; every operator command, a requeue that reuses a parked entry and one
+that writes a new one, a skip of an orphaned entry), so a grant nothing calls fails as surely as a call
+nothing grants. The pinned lists below say the same in
 words a reviewer reads.
 """
 
@@ -25,6 +26,7 @@ from outbox.core.clients import dynamodb_client, sqs_client
 from relay.core import Relay, RelayConfig
 from tests.conftest import FAST_RETRIES, FakeClock, Outbox, call_ingest, ingest_messages, receive_all
 from tests.infra.iam_support import (
+    PAYLOAD_OBJECTS,
     NeedsRecorder,
     data_grants,
     resource_names,
@@ -39,6 +41,8 @@ INGEST_GRANTS: Final = {
     ("Outbox", "dynamodb:PutItem"),  # the entry Put of the same transaction
     ("Payloads", "dynamodb:PutItem"),  # a payload stored apart, before the transaction (ADR 0023)
     ("Payloads", "dynamodb:GetItem"),  # GET /messages/{id}?include=payload of one stored apart
+    (PAYLOAD_OBJECTS, "s3:PutObject"),  # a payload above an item, before the transaction (ADR 0023)
+    (PAYLOAD_OBJECTS, "s3:GetObject"),  # GET /messages/{id}?include=payload of one in S3
 }
 RELAY_GRANTS: Final = {
     ("Outbox", "dynamodb:Query"),  # read a shard
@@ -48,6 +52,7 @@ RELAY_GRANTS: Final = {
     ("Messages", "dynamodb:BatchGetItem"),  # fetch the messages of a batch
     ("Messages", "dynamodb:UpdateItem"),  # PENDING→QUEUED at finalize, PENDING→FAILED at poison
     ("Payloads", "dynamodb:BatchGetItem"),  # the payloads stored apart of a batch (read only)
+    (PAYLOAD_OBJECTS, "s3:GetObject"),  # HeadObject: is a payload in S3 there before its pointer goes?
     ("Queue", "sqs:SendMessage"),  # SendMessageBatch
 }
 DOORBELL_GRANTS: Final = {
@@ -59,6 +64,7 @@ DOORBELL_GRANTS: Final = {
 }
 CONSUMER_GRANTS: Final = {
     ("Messages", "dynamodb:UpdateItem"),  # claim and give back (UpdateItem), complete (transaction Update)
+    (PAYLOAD_OBJECTS, "s3:GetObject"),  # the payload a pointer names (the helper's or an extended client's)
 }
 CONSUMER_MAPPING_GRANTS: Final = {
     # The SQS event source mapping polls the queue with the consumer's role; the code never does.
@@ -73,6 +79,7 @@ ADMIN_GRANTS: Final = {
     ("Messages", "dynamodb:UpdateItem"),  # requeue, skip (transactions), clear-owed-ttl
     ("Messages/index/failed", "dynamodb:Scan"),  # requeue --all-failed
     ("Payloads", "dynamodb:GetItem"),  # status --payload of a payload stored apart
+    (PAYLOAD_OBJECTS, "s3:GetObject"),  # status --payload of a payload in S3
     ("Outbox", "dynamodb:GetItem"),  # requeue reads the parked entry
     ("Outbox", "dynamodb:UpdateItem"),  # requeue: parked entry back to READY (transaction)
     ("Outbox", "dynamodb:PutItem"),  # requeue: a new entry when the parked one was skipped (transaction)
@@ -95,6 +102,8 @@ CONDITION_CHECK_GRANTS: Final = {(names.RELAY_HANDLER, "Outbox")}
 
 LARGE: Final = {"blob": "x" * 2000}
 """A payload its message item cannot hold within one write unit: stored apart (ADR 0023)."""
+HUGE: Final = {"blob": "x" * 400_000}
+"""A payload no item holds: written to S3, relayed as a pointer (ADR 0023)."""
 
 
 @pytest.fixture
@@ -182,11 +191,13 @@ def test_only_the_relay_checks_conditions_and_nothing_reads_queue_attributes(
 
 
 def test_ingest_handler_calls_exactly_what_its_role_grants(
-    outbox: Outbox, recorder: NeedsRecorder, synthesized: Synthesized, monkeypatch: pytest.MonkeyPatch
+    s3_outbox: Outbox, recorder: NeedsRecorder, synthesized: Synthesized, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The handler builds its client through outbox.core.clients: hand it a recorded one.
-    client = recorder.client("dynamodb")
+    outbox = s3_outbox
+    # The handler builds its clients through outbox.core.clients: hand it recorded ones.
+    client, s3 = recorder.client("dynamodb"), recorder.client("s3")
     monkeypatch.setattr("outbox.ingest.handler.dynamodb_client", lambda: client)
+    monkeypatch.setattr("outbox.ingest.handler.s3_client", lambda: s3)
     key = {"Idempotency-Key": "order-1"}
     status, accepted, _ = call_ingest("POST", "/messages", {"payload": {"n": 1}}, headers=key)
     assert status == 202
@@ -199,7 +210,17 @@ def test_ingest_handler_calls_exactly_what_its_role_grants(
     assert status == 202
     status, record, _ = call_ingest("GET", f"/messages/{large['message_id']}", query={"include": "payload"})
     assert (status, record["payload"]) == (200, LARGE)
-    assert recorder.operations == {"dynamodb:TransactWriteItems", "dynamodb:GetItem", "dynamodb:PutItem"}
+    status, huge, _ = call_ingest("POST", "/messages", {"payload": HUGE})  # in S3
+    assert status == 202
+    status, record, _ = call_ingest("GET", f"/messages/{huge['message_id']}", query={"include": "payload"})
+    assert (status, record["payload"]) == (200, HUGE)
+    assert recorder.operations == {
+        "dynamodb:TransactWriteItems",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "s3:PutObject",
+        "s3:GetObject",
+    }
     assert recorder.named(outbox.settings) == data_grants(role_grants(synthesized, names.INGEST_HANDLER))
 
 
@@ -234,12 +255,18 @@ class _RefusingQueue:
 
 
 @pytest.fixture
-def relayed(outbox: Outbox, recorder: NeedsRecorder) -> tuple[Outbox, list[str]]:
-    """Seven messages through every relay path: three refused for good (FAILED, entries parked), one stale
-    (QUEUED before the relay saw it: entry dropped), three failed once (rolled back) and sent by a later
-    run, the last of them with its payload stored apart. The relay's clients are recorded; the test's own
-    reads and writes go through other clients."""
-    ids = [*ingest_messages(outbox, 6), enqueue(LARGE, settings=outbox.settings).message_id]
+def relayed(s3_outbox: Outbox, recorder: NeedsRecorder) -> tuple[Outbox, list[str]]:
+    """Eight messages through every relay path: three refused for good (FAILED, entries parked), one stale
+    (QUEUED before the relay saw it: entry dropped), four failed once (rolled back) and sent by a later
+    run, the last two with their payload stored apart: in the Payloads table, and in S3 (sent as a
+    pointer). The relay's clients are recorded; the test's own reads and writes go through other
+    clients."""
+    outbox = s3_outbox
+    ids = [
+        *ingest_messages(outbox, 6),
+        enqueue(LARGE, settings=outbox.settings).message_id,
+        enqueue(HUGE, settings=outbox.settings).message_id,
+    ]
     rejected, stale, retried = set(ids[:3]), ids[3], ids[4:]
     dynamodb_client().update_item(
         TableName=outbox.settings.messages_table,
@@ -249,7 +276,7 @@ def relayed(outbox: Outbox, recorder: NeedsRecorder) -> tuple[Outbox, list[str]]
         ExpressionAttributeValues={":queued": {"S": "QUEUED"}},
     )
     clock = FakeClock()
-    sqs = recorder.client("sqs")
+    sqs, s3 = recorder.client("sqs"), recorder.client("s3")
     relay = Relay(
         dynamodb=recorder.client("dynamodb"),
         sqs=sqs,
@@ -257,14 +284,15 @@ def relayed(outbox: Outbox, recorder: NeedsRecorder) -> tuple[Outbox, list[str]]
         clock=clock,
         retry_policy=FAST_RETRIES,
         config=RelayConfig(parallel_shards=1),  # in-process moto is not thread-safe
+        s3=lambda: s3,
     )
     refusing = _RefusingQueue(sqs, rejected)
     first = relay.run(clock.monotonic() + 60)
     refusing.remove()
-    assert (first.poisoned, first.stale, first.rolled_back, first.sent) == (3, 1, 3, 0), first.as_dict()
+    assert (first.poisoned, first.stale, first.rolled_back, first.sent) == (3, 1, 4, 0), first.as_dict()
     clock.advance(3600)  # past every backoff
     second = relay.run(clock.monotonic() + 60)
-    assert second.sent == 3, second.as_dict()
+    assert second.sent == 4, second.as_dict()
     statuses = {message_id: (outbox.message(message_id) or {})["status"]["S"] for message_id in ids}
     assert statuses == {
         **dict.fromkeys(rejected, "FAILED"),
@@ -286,6 +314,7 @@ def test_relay_calls_exactly_what_its_role_grants(
         "dynamodb:BatchGetItem",
         "dynamodb:UpdateItem",  # the shard leases; every entry write is in a transaction
         "sqs:SendMessageBatch",
+        "s3:HeadObject",  # the payload in S3 is there: never its content
     }
     assert recorder.named(outbox.settings) == data_grants(role_grants(synthesized, names.RELAY_HANDLER))
 
@@ -293,16 +322,24 @@ def test_relay_calls_exactly_what_its_role_grants(
 def test_the_consumer_helper_calls_exactly_what_its_role_grants(
     relayed: tuple[Outbox, list[str]], recorder: NeedsRecorder, variant: Synthesized
 ) -> None:
-    """Every path of the helper: a completion, a redelivered duplicate, a failure given back."""
+    """Every path of the helper: a completion of a message whose payload is in S3 (the pointer's object
+    read), a redelivered duplicate, a failure given back."""
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord  # noqa: PLC0415
 
-    from outbox.consumer import Consumed, OutboxConsumer  # noqa: PLC0415
+    from outbox.consumer import Consumed, ConsumedMessage, OutboxConsumer  # noqa: PLC0415
     from outbox.local.consumer import lambda_sqs_event  # noqa: PLC0415
 
     outbox, _ = relayed
     fresh = NeedsRecorder()  # only the consumer's calls
-    consumer = OutboxConsumer(fresh.client("dynamodb"), messages_table=outbox.settings.messages_table)
-    ingest_messages(outbox, 2)
+    s3 = fresh.client("s3")
+    consumer = OutboxConsumer(
+        fresh.client("dynamodb"),
+        messages_table=outbox.settings.messages_table,
+        payloads_bucket=outbox.settings.payloads_bucket,
+        s3=lambda: s3,
+    )
+    (small,) = ingest_messages(outbox, 1)
+    huge = enqueue(HUGE, settings=outbox.settings).message_id
     run = Relay(
         dynamodb=dynamodb_client(),
         sqs=recorder.client("sqs"),
@@ -312,16 +349,24 @@ def test_the_consumer_helper_calls_exactly_what_its_role_grants(
         config=RelayConfig(parallel_shards=1),
     ).run(FakeClock().monotonic() + 60)
     assert run.sent == 2, run.as_dict()
-    first, second = lambda_sqs_event(receive_all(outbox.resources.queue_url), "arn", "us-east-1")["Records"]
+    records = {
+        record["messageAttributes"]["message_id"]["stringValue"]: SQSRecord(record)
+        for record in lambda_sqs_event(receive_all(outbox.resources.queue_url), "arn", "us-east-1")["Records"]
+    }
+    payloads: list[object] = []
+
+    def works(message: ConsumedMessage) -> None:
+        payloads.append(message.payload)
 
     def fails(message: object) -> None:
         raise RuntimeError("no")
 
-    assert consumer.consume(SQSRecord(first), lambda message: None) is Consumed.COMPLETED
-    assert consumer.consume(SQSRecord(first), lambda message: None) is Consumed.DUPLICATE
+    assert consumer.consume(records[huge], works) is Consumed.COMPLETED
+    assert payloads == [HUGE]
+    assert consumer.consume(records[huge], works) is Consumed.DUPLICATE
     with pytest.raises(RuntimeError):
-        consumer.consume(SQSRecord(second), fails)
-    assert fresh.operations == {"dynamodb:UpdateItem", "dynamodb:TransactWriteItems"}
+        consumer.consume(records[small], fails)
+    assert fresh.operations == {"dynamodb:UpdateItem", "dynamodb:TransactWriteItems", "s3:GetObject"}
     assert fresh.named(outbox.settings) == CONSUMER_GRANTS
 
 
@@ -337,9 +382,10 @@ def test_admin_commands_call_exactly_what_the_policy_grants(
     """Every admin command through the CLI, as an operator runs it; each step checked in the tables."""
     outbox, ids = relayed
     recorder = NeedsRecorder()  # the commands' calls only
-    client, sqs = recorder.client("dynamodb"), recorder.client("sqs")
+    client, sqs, s3 = recorder.client("dynamodb"), recorder.client("sqs"), recorder.client("s3")
     monkeypatch.setattr(cli, "dynamodb_client", lambda: client)
     monkeypatch.setattr(cli, "sqs_client", lambda: sqs)
+    monkeypatch.setattr(cli, "s3_client", lambda: s3)
     monkeypatch.setenv("DLQ_URL", outbox.resources.dlq_url)
     reused, skipped, orphaned = ids[:3]
     table = outbox.settings.messages_table
@@ -355,7 +401,8 @@ def test_admin_commands_call_exactly_what_the_policy_grants(
         return {entry["message_id"]["S"]: entry["state"]["S"] for entry in outbox.entries()}
 
     run("status", reused)
-    run("status", ids[-1], "--payload")  # its payload is stored apart
+    run("status", ids[-2], "--payload")  # its payload is stored apart
+    run("status", ids[-1], "--payload")  # its payload is in S3
     run("stats", "--json")  # parked entries, one of them without its message
     run("skip", orphaned)  # its message is gone: found by reading the shards
     assert orphaned not in entry_states()

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from tests.infra.stack_support import Synthesized
 
+PAYLOAD_PREFIX_WILDCARD = "AwsSolutions-IAM5[Resource::<OutboxPayloadBucket3F1DAA14.Arn>/payloads/*]"
+"""`payloads/*` on the payload bucket: each key is made per message (ADR 0023); no other wildcard."""
 ACKNOWLEDGED = {
     ("AwsSolutions-L1", "Outbox/Outbox/Relay/Function/Resource"),
     ("AwsSolutions-L1", "Outbox/Ingest/Ingest/Function/Resource"),
+    ("AwsSolutions-S1", "Outbox/Outbox/PayloadBucket/Bucket/Resource"),
+    (PAYLOAD_PREFIX_WILDCARD, "Outbox/Outbox/Relay/Role/DefaultPolicy/Resource"),
+    (PAYLOAD_PREFIX_WILDCARD, "Outbox/Ingest/Ingest/Role/DefaultPolicy/Resource"),
+    (PAYLOAD_PREFIX_WILDCARD, "Outbox/OperatorPolicy/Resource"),
 }
 """A new acknowledgment needs this list changed too, so it is seen in review."""
 

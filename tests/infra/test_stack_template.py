@@ -17,8 +17,11 @@ from outbox.core.schema import (
     MESSAGE_KEY,
     OUTBOX_PARTITION_KEY,
     OUTBOX_STREAM_VIEW,
+    PAYLOAD_GRACE_DAYS,
     PAYLOAD_KEY,
+    PAYLOAD_LIFECYCLE_RULE_ID,
     QUEUE_MAX_MESSAGE_BYTES,
+    S3_PAYLOAD_PREFIX,
     TTL_ATTRIBUTE,
     messages_table_definition,
     outbox_table_definition,
@@ -57,6 +60,16 @@ def _queues(synth: Synthesized) -> tuple[str, str]:
 
 def _arn(logical_id: str) -> dict[str, Any]:
     return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def _bucket(synth: Synthesized) -> str:
+    (bucket,) = synth.of_type("AWS::S3::Bucket")
+    return bucket
+
+
+def _payload_objects(synth: Synthesized) -> dict[str, Any]:
+    """`<bucket ARN>/payloads/*`: every grant on the payload bucket names its prefix, never the bucket."""
+    return {"Fn::Join": ["", [_arn(_bucket(synth)), f"/{S3_PAYLOAD_PREFIX}*"]]}
 
 
 # --- tables ----------------------------------------------------------------------------------------------
@@ -111,6 +124,39 @@ def test_ttl_on_messages_and_payloads_only(synthesized: Synthesized) -> None:
     assert messages["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
     assert payloads["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
     assert "TimeToLiveSpecification" not in outbox  # entries are deleted when relayed
+
+
+# --- the payload bucket (S3 claim check, ADR 0023) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fixture", "policy"), [("synthesized", "Retain"), ("variant", "Delete")])
+def test_one_payload_bucket_expiring_on_the_payload_horizon(
+    fixture: str, policy: str, request: pytest.FixtureRequest
+) -> None:
+    """Objects under the prefix expire `RETENTION_DAYS` + 28 days after they were written: the horizon of
+    a Payloads item (ADR 0023), past the queue's and its DLQ's 14 days each."""
+    synth: Synthesized = request.getfixturevalue(fixture)
+    bucket = synth.resources[_bucket(synth)]
+    assert bucket["Properties"]["LifecycleConfiguration"] == {
+        "Rules": [
+            {
+                "Id": PAYLOAD_LIFECYCLE_RULE_ID,
+                "Prefix": S3_PAYLOAD_PREFIX,
+                "ExpirationInDays": synth.config.settings.retention_days + PAYLOAD_GRACE_DAYS,
+                "Status": "Enabled",
+            }
+        ]
+    }
+    assert bucket["Properties"]["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] is True
+    assert "VersioningConfiguration" not in bucket["Properties"]
+    assert "LoggingConfiguration" not in bucket["Properties"]  # acknowledged in infra/nag.py (S1)
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == (policy, policy)
+    (tls,) = synth.of_type("AWS::S3::BucketPolicy").values()
+    (statement,) = tls["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Condition"]) == (
+        "Deny",
+        {"Bool": {"aws:SecureTransport": "false"}},
+    )
 
 
 # --- queues ----------------------------------------------------------------------------------------------
@@ -182,6 +228,7 @@ def test_environment_is_exactly_what_settings_reads(synthesized: Synthesized, ha
     assert variables["MESSAGES_TABLE"] == {"Ref": _table(synthesized, MESSAGE_KEY)}
     assert variables["OUTBOX_TABLE"] == {"Ref": _table(synthesized, OUTBOX_PARTITION_KEY)}
     assert variables["PAYLOADS_TABLE"] == {"Ref": _table(synthesized, PAYLOAD_KEY)}
+    assert variables["PAYLOADS_BUCKET"] == {"Ref": _bucket(synthesized)}
     queue, _ = _queues(synthesized)
     assert variables["QUEUE_URL"] == {"Ref": queue}
     resolved = {
@@ -189,6 +236,7 @@ def test_environment_is_exactly_what_settings_reads(synthesized: Synthesized, ha
         "MESSAGES_TABLE": PLACEHOLDER_MESSAGES_TABLE,
         "OUTBOX_TABLE": "t",
         "PAYLOADS_TABLE": "p",
+        "PAYLOADS_BUCKET": "b-payloads",
         "QUEUE_URL": "https://sqs/q",
     }
     assert Settings.from_env(resolved) == dataclasses.replace(
@@ -196,6 +244,7 @@ def test_environment_is_exactly_what_settings_reads(synthesized: Synthesized, ha
         messages_table=PLACEHOLDER_MESSAGES_TABLE,
         outbox_table="t",
         payloads_table="p",
+        payloads_bucket="b-payloads",
         queue_url="https://sqs/q",
     )
 
@@ -249,6 +298,12 @@ def test_ingest_permissions_are_pinned(synthesized: Synthesized) -> None:
             "Effect": "Allow",
             "Resource": [_arn(outbox), _arn(messages), _arn(payloads)],
         },
+        # CDK merges PutObject (grant_enqueue) and GetObject (grant_read_status) on the payload prefix.
+        {
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Effect": "Allow",
+            "Resource": _payload_objects(synthesized),
+        },
         {"Action": "dynamodb:GetItem", "Effect": "Allow", "Resource": [_arn(messages), _arn(payloads)]},
     ]
 
@@ -279,6 +334,8 @@ def test_relay_permissions_are_pinned(synthesized: Synthesized) -> None:
             "Resource": _arn(messages),
         },
         {"Action": "dynamodb:BatchGetItem", "Effect": "Allow", "Resource": _arn(payloads)},
+        # HeadObject before a pointer is sent: authorized by s3:GetObject; the relay reads no content.
+        {"Action": "s3:GetObject", "Effect": "Allow", "Resource": _payload_objects(synthesized)},
         {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": _arn(queue)},
         {
             "Action": [
@@ -306,6 +363,7 @@ def test_operator_policy_is_pinned(synthesized: Synthesized) -> None:
             "Resource": _arn(messages),
         },
         {"Action": "dynamodb:GetItem", "Effect": "Allow", "Resource": _arn(payloads)},
+        {"Action": "s3:GetObject", "Effect": "Allow", "Resource": _payload_objects(synthesized)},
         {
             "Action": "dynamodb:Scan",
             "Effect": "Allow",
@@ -340,8 +398,9 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def test_no_wildcard_grants_anywhere(synthesized: Synthesized) -> None:
-    """No Allow statement has `*` in an action or a resource (Deny-unless-TLS statements may)."""
+def test_no_wildcard_grants_anywhere_but_the_payload_prefix(synthesized: Synthesized) -> None:
+    """No Allow statement has `*` in an action, nor in a resource other than the payload bucket's prefix
+    (`payloads/*`: keys are made per message at ingest); Deny-unless-TLS statements may."""
     documents = [
         value["Properties"].get(key)
         for value in synthesized.resources.values()
@@ -350,9 +409,12 @@ def test_no_wildcard_grants_anywhere(synthesized: Synthesized) -> None:
     ]
     allows = [s for doc in documents if doc for s in doc["Statement"] if s["Effect"] == "Allow"]
     assert allows
+    prefix = [s for s in allows if s.get("Resource") == _payload_objects(synthesized)]
+    assert len(prefix) == 3  # ingest, relay, operator policy
     for statement in allows:
         assert not [a for a in _strings(statement.get("Action")) if "*" in a], statement
-        assert not [r for r in _strings(statement.get("Resource", [])) if "*" in r], statement
+        if statement not in prefix:
+            assert not [r for r in _strings(statement.get("Resource", [])) if "*" in r], statement
 
 
 # --- schedule --------------------------------------------------------------------------------------------
@@ -555,6 +617,7 @@ def test_outputs(synthesized: Synthesized) -> None:
         names.OUTPUT_MESSAGES_TABLE,
         names.OUTPUT_OUTBOX_TABLE,
         names.OUTPUT_PAYLOADS_TABLE,
+        names.OUTPUT_PAYLOADS_BUCKET,
         names.OUTPUT_QUEUE_URL,
         names.OUTPUT_DLQ_URL,
         names.OUTPUT_API_URL,
@@ -562,6 +625,9 @@ def test_outputs(synthesized: Synthesized) -> None:
         names.OUTPUT_RELAY_FUNCTION,
         names.OUTPUT_ALARM_TOPIC,
         names.OUTPUT_OPERATOR_POLICY,
+    }
+    assert synthesized.template["Outputs"][names.OUTPUT_PAYLOADS_BUCKET]["Value"] == {
+        "Ref": _bucket(synthesized)
     }
 
 
@@ -655,6 +721,8 @@ def test_consumer_permissions_are_pinned(variant: Synthesized) -> None:
             "Effect": "Allow",
             "Resource": _arn(queue),
         },
+        # The pointer's object: the consumer helper (or an extended client) reads it; never deletes it.
+        {"Action": "s3:GetObject", "Effect": "Allow", "Resource": _payload_objects(variant)},
     ]
 
 
