@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.emf import flush
 from outbox.core.functions import DOORBELL_RUN_SECONDS, RELAY_STOP_MARGIN_SECONDS, WAIT_FOR_BUSY_SHARDS
 from outbox.core.settings import Settings
 from outbox.core.usage import Usage, UsageMeter
@@ -92,7 +92,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         summary = relay_rung(relay, deadline, shards, wait_for_busy=full_pass)
         publish_metrics(metrics, summary, _usage.take())
     finally:
-        _flush(metrics)
+        flush(metrics)
     logger.info("relay run finished", **summary.as_dict())
     return summary.as_dict()
 
@@ -113,14 +113,3 @@ def relay_rung(
         last = relay.run(deadline, shards)
         summary.merge(last)
     return summary
-
-
-def _flush(sink: Metrics) -> None:
-    """Print the run's metrics, or drop them where metrics are disabled (local runs, ADR 0016).
-
-    Not `@metrics.log_metrics`: with `POWERTOOLS_METRICS_DISABLED` its flush keeps the values, so a
-    long-lived local process (`outbox serve`) would add every run's counts to the next one's and grow."""
-    if is_metrics_disabled():
-        sink.clear_metrics()
-    else:
-        sink.flush_metrics()

@@ -23,7 +23,7 @@ from outbox.core.usage import (
     capacity_units,
 )
 from outbox.ops.invoke import run_relay
-from tests.conftest import Outbox, ingest_messages
+from tests.conftest import Outbox, call_ingest, ingest_messages
 
 # What DynamoDB answers with ReturnConsumedCapacity=TOTAL on an on-demand table (shapes from the API
 # reference: a mapping for single-item operations and Query, one mapping per table for batches and
@@ -154,3 +154,23 @@ def test_the_relay_publishes_its_usage_with_the_relays_dimensions(
     assert emf["MessagesSent"] == [3.0]  # Powertools writes each value as a list
     assert emf["SQSRequests"][0] >= 1  # one send per shard the three messages landed in
     assert emf["DynamoDBWriteUnits"][0] > 0
+
+
+def test_ingest_publishes_each_requests_usage_and_whether_it_accepted_a_message(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    headers = {"Idempotency-Key": "usage-1"}
+    assert call_ingest("POST", "/messages", {"payload": {"n": 1}}, headers=headers)[0] == 202
+    assert call_ingest("POST", "/messages", {"payload": {"n": 1}}, headers=headers)[0] == 200  # a replay
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    first, replay = lines
+    for emf in lines:
+        (directive,) = emf["_aws"]["CloudWatchMetrics"]
+        assert (directive["Namespace"], directive["Dimensions"]) == ("Outbox", [["service"]])
+        assert emf["service"] == "outbox-ingest"
+    assert (first["MessagesAccepted"], replay["MessagesAccepted"]) == ([1.0], [0.0])
+    # moto reports no capacity for a transaction (the arithmetic is tested on AWS's shapes above): here the
+    # metrics are only there, with their names and dimension.
+    assert {"DynamoDBWriteUnits", "DynamoDBReadUnits"} <= first.keys() & replay.keys()

@@ -26,6 +26,8 @@ from constructs import Construct
 
 from outbox.cdk.construct import OutboxConstruct
 from outbox.cdk.names import (
+    ACCEPTED_METRIC,
+    INGEST_SERVICE,
     LATE_FIFO_RESEND_METRIC,
     METRICS_NAMESPACE,
     OLDEST_PENDING_METRIC,
@@ -132,6 +134,16 @@ class OutboxDashboard(Construct):
                 is_iterator=False,
             )
         if api is not None:
+            facade.monitor_custom(
+                human_readable_name="Ingest",
+                alarm_friendly_name="Ingest",
+                description=(
+                    "What the ingest function publishes per request (namespace `Outbox`, "
+                    "`service=outbox-ingest`): messages accepted and the write and read units its calls "
+                    "consumed; priced with the relay's per million messages (list prices)."
+                ),
+                metric_groups=_ingest_groups(),
+            )
             facade.monitor_api_gateway_v2_http_api(
                 api=api, human_readable_name="Ingest API", alarm_friendly_name="IngestApi"
             )
@@ -219,6 +231,57 @@ def _relay_groups() -> list[monitoring.CustomMetricGroup]:
             ],
         ),
     ]
+
+
+def _ingest_groups() -> list[monitoring.CustomMetricGroup]:
+    return [
+        monitoring.CustomMetricGroup(
+            title="Live cost: ingest + relay $ per million messages",
+            metrics=[_pipeline_dollars_per_million()],
+        ),
+        monitoring.CustomMetricGroup(
+            title="Accepted, and what ingest's calls consumed",
+            metrics=[
+                _metric(INGEST_SERVICE, ACCEPTED_METRIC, "Sum", "messages accepted"),
+                _metric(INGEST_SERVICE, WRITE_UNITS_METRIC, "Sum", "DynamoDB write units"),
+                _metric(INGEST_SERVICE, READ_UNITS_METRIC, "Sum", "DynamoDB read units"),
+            ],
+        ),
+    ]
+
+
+def _pipeline_dollars_per_million() -> cloudwatch.MathExpression:
+    """Ingest's and the relay's reported units and requests priced at the list prices, over the messages
+    the relay sent in the same period (over a long period, about the messages accepted)."""
+    expression = (
+        f"IF(sent > 0, ((ingest_writes + writes) * {PRICE_PER_WRITE_UNIT * 1_000_000:g} + "
+        f"(ingest_reads + reads) * {PRICE_PER_READ_UNIT * 1_000_000:g} + "
+        f"requests * {PRICE_PER_SQS_REQUEST * 1_000_000:g}) / sent, 0)"
+    )
+    return cloudwatch.MathExpression(
+        expression=expression,
+        using_metrics={
+            "ingest_writes": _metric(INGEST_SERVICE, WRITE_UNITS_METRIC, "Sum", "ingest write units"),
+            "ingest_reads": _metric(INGEST_SERVICE, READ_UNITS_METRIC, "Sum", "ingest read units"),
+            "writes": _sum(WRITE_UNITS_METRIC, "relay write units"),
+            "reads": _sum(READ_UNITS_METRIC, "relay read units"),
+            "requests": _sum(SQS_REQUESTS_METRIC, "SQS requests"),
+            "sent": _sum(SENT_METRIC, "sent"),
+        },
+        label="ingest + relay, $ per million messages (list prices)",
+        period=PERIOD,
+    )
+
+
+def _metric(service: str, name: str, statistic: str, label: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": service},
+        statistic=statistic,
+        period=PERIOD,
+        label=label,
+    )
 
 
 def _relay_dollars_per_million() -> cloudwatch.MathExpression:

@@ -19,6 +19,8 @@ EXAMPLE_CONSUMER_HANDLER: Final = functions.EXAMPLE_CONSUMER_HANDLER
 # Metrics the relay publishes through Powertools EMF (relay/handler.py); the alarms watch them.
 METRICS_NAMESPACE: Final = "Outbox"
 RELAY_SERVICE: Final = "outbox-relay"
+INGEST_SERVICE: Final = "outbox-ingest"
+ACCEPTED_METRIC: Final = "MessagesAccepted"
 """Powertools puts the service name in the `service` dimension of every metric."""
 OLDEST_PENDING_METRIC: Final = "OldestPendingAgeSeconds"
 POISONED_METRIC: Final = "MessagesPoisoned"

@@ -1,7 +1,9 @@
 """Ingest Lambda (`outbox.ingest.handler.handler`): HTTP API payload 2.0 in, JSON out.
 
 Routes and error mapping only; the work is `requests` (parse and check) and `service` (write and read).
-Payloads never reach the logs.
+Payloads never reach the logs. Each invocation publishes `MessagesAccepted` and what its DynamoDB calls
+consumed (`DynamoDBWriteUnits`, `DynamoDBReadUnits`, as DynamoDB reported them: issue #17), namespace
+`Outbox`, `service=outbox-ingest`; the dashboard prices ingest + relay per million messages.
 """
 
 from __future__ import annotations
@@ -10,22 +12,30 @@ import functools
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from outbox.core import exact_json
 from outbox.core.clients import dynamodb_client, s3_client
+from outbox.core.emf import flush
 from outbox.core.errors import InvalidRequest, MessageNotFound, MethodNotAllowed, StoreUnavailable
 from outbox.core.settings import Settings
 from outbox.core.tracing import request_trace
+from outbox.core.usage import UsageMeter
 from outbox.data.store import MessageStore
 from outbox.ingest.requests import parse_message_request, principal_from_iam
 from outbox.ingest.service import accept, message_status
 
-logger = Logger(service="outbox-ingest")
+SERVICE = "outbox-ingest"
+METRICS_NAMESPACE = "Outbox"
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 app = APIGatewayHttpResolver()
+_usage = UsageMeter()
+"""The capacity units of the function's DynamoDB calls, taken once per invocation (issue #17)."""
 
 
 @functools.cache
@@ -129,4 +139,20 @@ def _unexpected(exc: Exception) -> Response[dict[str, Any]]:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    _usage.attach(dynamodb_client())  # once per client: the warm container's
+    _usage.take()  # what the client did before this invocation is not its own
+    try:
+        response = app.resolve(event, context)
+        publish_metrics(metrics, accepted=response.get("statusCode") == HTTPStatus.ACCEPTED)
+    finally:
+        flush(metrics)
+    return response
+
+
+def publish_metrics(sink: Metrics, *, accepted: bool) -> None:
+    """One invocation's metrics: whether it accepted a new message (a replay is not one) and what its
+    DynamoDB calls consumed."""
+    usage = _usage.take()
+    sink.add_metric(name="MessagesAccepted", unit=MetricUnit.Count, value=int(accepted))
+    sink.add_metric(name="DynamoDBWriteUnits", unit=MetricUnit.Count, value=usage.write_units)
+    sink.add_metric(name="DynamoDBReadUnits", unit=MetricUnit.Count, value=usage.read_units)

@@ -228,10 +228,11 @@ def test_live_cost_is_priced_with_the_benchmarks_list_prices(synthesized: Synthe
         if isinstance(line[0], dict) and "expression" in line[0]
     ]
     priced = [expression for expression in expressions if "/ sent" in expression]
-    assert len(priced) == 1, expressions
-    (expression,) = priced
-    for price in (PRICE_PER_WRITE_UNIT, PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST):
-        assert f"{price * 1_000_000:g}" in expression
+    assert len(priced) == 2, expressions  # the relay's, and ingest + relay (the stack has the ingest API)
+    for expression in priced:
+        for price in (PRICE_PER_WRITE_UNIT, PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST):
+            assert f"{price * 1_000_000:g}" in expression
+    assert sum("ingest_writes" in expression for expression in priced) == 1
     statistics = {
         (line[1], line[-1].get("stat", "Average"))
         for line in _metrics(synthesized)
@@ -239,3 +240,16 @@ def test_live_cost_is_priced_with_the_benchmarks_list_prices(synthesized: Synthe
     }
     for metric in (names.WRITE_UNITS_METRIC, names.READ_UNITS_METRIC, names.SQS_REQUESTS_METRIC):
         assert (metric, "Sum") in statistics
+
+
+def test_ingest_metrics_are_graphed_with_the_ingest_service(synthesized: Synthesized) -> None:
+    graphed = {
+        (line[1], line[-1].get("stat", "Average"))
+        for line in _metrics(synthesized)
+        if line[0] == names.METRICS_NAMESPACE and line[2:4] == ["service", names.INGEST_SERVICE]
+    }
+    assert {
+        (names.ACCEPTED_METRIC, "Sum"),
+        (names.WRITE_UNITS_METRIC, "Sum"),
+        (names.READ_UNITS_METRIC, "Sum"),
+    } <= graphed
