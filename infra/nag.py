@@ -26,6 +26,11 @@ ACCESS_LOGS_REASON: Final = (
     "bucket to secure and expire for a record CloudTrail S3 data events give, when an audit trail is wanted, "
     "per object and caller. Server access logs stay off, as PayloadBucket leaves them to the stack."
 )
+XRAY_REASON: Final = (
+    "Active tracing (ADR 0021): xray:PutTraceSegments and xray:PutTelemetryRecords, which CDK grants each "
+    "traced function, take no resource narrower than * (the X-Ray actions have no resource types)."
+)
+XRAY_FINDING: Final = "AwsSolutions::AwsSolutions-IAM5[Resource::*]"
 PAYLOAD_PREFIX_REASON: Final = (
     "The wildcard is the payload prefix of one bucket (payloads/*) and nothing wider: each payload's key is "
     "made per message at ingest, so no grant can name the objects in advance."
@@ -39,13 +44,15 @@ def acknowledge_findings(
     policies: Iterable[iam.ManagedPolicy] = (),
 ) -> None:
     """The stack's accepted findings (lists, not the stack: this module is the stack's to use): the
-    functions' runtime; the payload bucket's access logs; and the `payloads/*` wildcard on every role and
+    functions' runtime and their X-Ray grants (`*`, the only resource X-Ray takes); the payload bucket's
+    access logs; and the `payloads/*` wildcard on every role and
     policy granted the bucket (`functions`' roles, `policies`), named finding by finding, so any other
     wildcard still fails."""
     prefix_finding = payload_prefix_finding(payload_bucket)
     for function in functions:
         cdk.Validations.of(function).acknowledge(
-            cdk.Acknowledgment(id="AwsSolutions::AwsSolutions-L1", reason=LATEST_RUNTIME_REASON)
+            cdk.Acknowledgment(id="AwsSolutions::AwsSolutions-L1", reason=LATEST_RUNTIME_REASON),
+            cdk.Acknowledgment(id=XRAY_FINDING, reason=XRAY_REASON),
         )
         if function.role is not None:
             cdk.Validations.of(function.role).acknowledge(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Final
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -33,6 +33,8 @@ METRICS_NAMESPACE: Final = "Outbox"
 SERVICE: Final = "outbox-relay"
 
 logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+"""X-Ray (ADR 0021): off outside Lambda; with active tracing, every AWS call of a run is a subsegment."""
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 _clock = SystemClock()
 _usage = UsageMeter()
@@ -82,6 +84,7 @@ def publish_metrics(sink: Metrics, summary: RunSummary, usage: Usage | None = No
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     relay = _relay()
     _usage.take()  # what the clients did before this invocation is not its own

@@ -77,5 +77,8 @@ class OutboxFunction(Construct):
             description=description,
             role=self.role,
             log_group=self.log_group,
+            # X-Ray active tracing (ADR 0021): Lambda samples and sends the invocation's segment; the
+            # handlers' Powertools Tracer adds the AWS calls. CDK grants the two X-Ray actions it needs.
+            tracing=lambda_.Tracing.ACTIVE,
         )
         self.function.node.add_dependency(self.role)

@@ -9,7 +9,7 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -24,6 +24,10 @@ PROCESSING_SECONDS: Final = 60
 """At least the function's timeout (the construct gives the example consumer 30 s)."""
 
 logger = Logger(service="outbox-example-consumer")
+tracer = Tracer(service="outbox-example-consumer")
+"""X-Ray (ADR 0021): off outside Lambda. Each record's work is a subsegment annotated with its
+`message_id`; the trace the POST started reaches the consumer as the record's `AWSTraceHeader`, which
+Lambda links to this invocation's trace."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,8 +42,10 @@ def _consumer() -> OutboxConsumer:
     )
 
 
+@tracer.capture_method(capture_response=False)
 def work(message: ConsumedMessage) -> Sequence[TransactWriteItemTypeDef]:
     """Nothing to do but say so: the message is COMPLETED with no writes of its own."""
+    tracer.put_annotation(key="message_id", value=message.message_id)
     logger.info(
         "consumed",
         message_id=message.message_id,
@@ -49,6 +55,7 @@ def work(message: ConsumedMessage) -> Sequence[TransactWriteItemTypeDef]:
     return ()
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     response = process_partial_response(

@@ -12,7 +12,7 @@ import functools
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
@@ -32,6 +32,8 @@ from outbox.ingest.service import accept, message_status
 SERVICE = "outbox-ingest"
 METRICS_NAMESPACE = "Outbox"
 logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+"""X-Ray (ADR 0021): off outside Lambda; the request's segment holds the DynamoDB (and S3) calls."""
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 app = APIGatewayHttpResolver()
 _usage = UsageMeter()
@@ -138,6 +140,7 @@ def _unexpected(exc: Exception) -> Response[dict[str, Any]]:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)  # a response may hold a payload: never traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _usage.attach(dynamodb_client())  # once per client: the warm container's
     _usage.take()  # what the client did before this invocation is not its own

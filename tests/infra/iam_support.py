@@ -186,10 +186,11 @@ def role_grants(synth: Synthesized, handler: str) -> set[Need]:
 
 
 def data_grants(grants: set[Need]) -> set[Need]:
-    """Without the log-group writes (the Lambda runtime makes those) and the stream reads (the event
-    source mapping's poller makes those, with the function's role): what the code itself calls."""
+    """Without the log-group writes and the X-Ray segments (the Lambda runtime makes those: active
+    tracing, ADR 0021) and the stream reads (the event source mapping's poller makes those, with the
+    function's role): what the code itself calls."""
     return {
         (resource, action)
         for resource, action in grants
-        if resource != "LogGroup" and not resource.endswith("/stream")
+        if resource != "LogGroup" and not resource.endswith("/stream") and not action.startswith("xray:")
     }

@@ -55,6 +55,11 @@ RELAY_GRANTS: Final = {
     (PAYLOAD_OBJECTS, "s3:GetObject"),  # HeadObject: is a payload in S3 there before its pointer goes?
     ("Queue", "sqs:SendMessage"),  # SendMessageBatch
 }
+XRAY_GRANTS: Final = {
+    # Active tracing (ADR 0021): the Lambda runtime sends the segments; X-Ray actions take only "*".
+    ("*", "xray:PutTraceSegments"),
+    ("*", "xray:PutTelemetryRecords"),
+}
 DOORBELL_GRANTS: Final = {
     # The event source mapping reads the Outbox stream with the relay's role (ADR 0017); the code never does.
     ("Outbox/stream", "dynamodb:DescribeStream"),
@@ -125,16 +130,20 @@ def test_function_roles_grant_exactly_the_pinned_actions(
         assert grants - data_grants(grants) == {
             ("LogGroup", "logs:CreateLogStream"),
             ("LogGroup", "logs:PutLogEvents"),
-        } | (DOORBELL_GRANTS if handler == names.RELAY_HANDLER else set())
+        } | XRAY_GRANTS | (DOORBELL_GRANTS if handler == names.RELAY_HANDLER else set())
 
 
 def test_the_example_consumer_role_grants_exactly_the_pinned_actions(variant: Synthesized) -> None:
     grants = role_grants(variant, names.EXAMPLE_CONSUMER_HANDLER)
     assert data_grants(grants) == CONSUMER_GRANTS | CONSUMER_MAPPING_GRANTS
-    assert grants - data_grants(grants) == {
-        ("LogGroup", "logs:CreateLogStream"),
-        ("LogGroup", "logs:PutLogEvents"),
-    }
+    assert (
+        grants - data_grants(grants)
+        == {
+            ("LogGroup", "logs:CreateLogStream"),
+            ("LogGroup", "logs:PutLogEvents"),
+        }
+        | XRAY_GRANTS
+    )
 
 
 def _operator_policy(synth: Synthesized) -> dict[str, Any]:
