@@ -157,7 +157,9 @@ class PipBundler:
         """Returns False (CDK then tries Docker) only when pip cannot run or fails, after saying why."""
         command = [
             *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-            *("--no-compile", "--target", output_dir, "--only-binary=:all:"),
+            # The pins are the whole closure already (`runtime_requirements`): pip must not add what the
+            # runtime provides (botocore, which aws-xray-sdk requires) or anything unpinned.
+            *("--no-compile", "--no-deps", "--target", output_dir, "--only-binary=:all:"),
             *("--platform", PIP_PLATFORM, "--implementation", "cp", "--python-version", PIP_PYTHON_VERSION),
             *self._requirements,
         ]
@@ -191,7 +193,7 @@ def lambda_code(extra_sources: Path | str | None = None) -> lambda_.Code:
         except OSError:  # another synth staged the same content first
             shutil.rmtree(staging, ignore_errors=True)
     docker_command = (
-        f"pip install --no-compile -t /asset-output {' '.join(requirements)}"
+        f"pip install --no-compile --no-deps -t /asset-output {' '.join(requirements)}"
         " && cp -r /asset-input/. /asset-output && rm -rf /asset-output/bin"
         " && find /asset-output -name __pycache__ -prune -exec rm -rf {} +"
     )

@@ -31,7 +31,18 @@ def _asset(bundled: Synthesized) -> Path:
 def test_asset_holds_exactly_the_runtime(bundled: Synthesized) -> None:
     asset = _asset(bundled)
     top = {path.name for path in asset.iterdir() if not path.name.endswith(".dist-info")}
-    assert top == {"outbox", "relay", "tenacity", "aws_lambda_powertools", "jmespath", "typing_extensions.py"}
+    assert top == {
+        "outbox",
+        "relay",
+        "tenacity",
+        "aws_lambda_powertools",
+        "jmespath",
+        "typing_extensions.py",
+        # Powertools Tracer's X-Ray SDK and what it needs besides botocore (the runtime's): ADR 0021.
+        "aws_xray_sdk",
+        "wrapt",
+        "wrapt-stubs",
+    }
     assert not (asset / "outbox" / "local").exists()
     assert not (asset / "outbox" / "testing").exists()
     assert not (asset / "outbox" / "cli.py").exists()
