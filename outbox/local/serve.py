@@ -33,7 +33,7 @@ from outbox.local.consumer import QueuePoller
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws, serve_wsgi
 from outbox.local.events import http_api_event, local_context
 from outbox.local.stream import StreamTail
-from outbox.ops.invoke import RelayRun, run_example_consumer, run_relay
+from outbox.ops.invoke import RelayRun, run_example_consumer, run_relay, use_local_function_environment
 from outbox.provisioning import provision
 
 ANONYMOUS_NOTE = "requests are anonymous here (no IAM signature); the deployed API requires SigV4"
@@ -131,6 +131,7 @@ def serve(
     os.environ.update(
         {**DUMMY_CREDENTIALS, "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")}
     )
+    use_local_function_environment()  # the ingest handler's metrics off too, from the first request on
     from outbox.ingest import handler as ingest  # noqa: PLC0415 - the handler's logger reads the environment set above
 
     api = _listen("the local API (--port)", port, IngestGateway(ingest.handler))

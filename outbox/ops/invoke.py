@@ -54,6 +54,13 @@ class LocalContext:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
+def use_local_function_environment() -> None:
+    """`LOCAL_FUNCTION_ENVIRONMENT` for every function this process runs (a value already set wins): no EMF
+    line may reach the stdout of `serve` or `demo`, which belongs to their own output."""
+    for name, value in LOCAL_FUNCTION_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
 def handler_named(name: str) -> Handler:
     """The function `module.attribute` names, imported as Lambda's runtime would import it."""
     module, _, attribute = name.rpartition(".")
@@ -86,8 +93,7 @@ class RelayRun:
 def run_relay(seconds: float, event: Mapping[str, Any] | None = None) -> RelayRun:
     """One relay invocation with about `seconds` of work in it, and what it reported. `event`: what
     invoked it; none (the default) is the schedule's sweep, a stream batch rings its shards (ADR 0017)."""
-    for name, value in LOCAL_FUNCTION_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
+    use_local_function_environment()
     handler = handler_named(RELAY_HANDLER)
     _logs_to_stderr(RELAY_LOGGER)
     return RelayRun.of(handler(dict(event or {}), local_context(seconds + RELAY_STOP_MARGIN_SECONDS)))
@@ -95,8 +101,7 @@ def run_relay(seconds: float, event: Mapping[str, Any] | None = None) -> RelayRu
 
 def run_example_consumer(event: Mapping[str, Any]) -> dict[str, Any]:
     """One invocation of the example consumer (ADR 0019) with an SQS event; its partial batch response."""
-    for name, value in LOCAL_FUNCTION_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
+    use_local_function_environment()
     handler = handler_named(EXAMPLE_CONSUMER_HANDLER)
     _logs_to_stderr(CONSUMER_LOGGER)
     return dict(handler(dict(event), local_context(EXAMPLE_CONSUMER_SECONDS)))
