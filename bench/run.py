@@ -23,7 +23,7 @@ from outbox.core.clients import CLIENT_CONFIG, reset_clients
 from outbox.core.domain import Status
 from outbox.core.settings import Settings
 from outbox.core.validation import validate_message
-from outbox.data.transactions import payload_put_item, place_payload, prepare_message, transaction_items
+from outbox.data.transactions import message_for, payload_put_item, transaction_items
 from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
 from outbox.local.queue import drain_queue, message_id_of
@@ -496,11 +496,7 @@ def _layout_sizes(payload: dict[str, object], probe: Settings) -> tuple[int, int
     """Ours at ingest, as built without AWS: the message item, the entry and the payload's own item (0 when
     the payload stays in the message item, ADR 0023)."""
     request = validate_message(payload, fifo=False, max_payload_bytes=probe.max_payload_bytes)
-    message = place_payload(
-        prepare_message(request, shards=probe.outbox_shards),
-        payloads_table="probe-payloads",
-        retention_days=probe.retention_days,
-    )
+    message = message_for(request, settings=replace(probe, payloads_table="probe-payloads"))
     items = transaction_items(message, messages_table="probe-messages", outbox_table="probe-outbox")
     return (
         item_size(_put_item(items, 0)),

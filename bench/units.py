@@ -24,16 +24,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from outbox.core.usage import sqs_entry_bytes, sqs_requests
 from outbox.data.item_size import item_size, number_size, value_size
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["item_size", "number_size", "value_size"]  # re-exported: the sizes live with the data layer
+# Re-exported: item sizes live with the data layer, SQS's billing with the live meter (outbox.core.usage).
+__all__ = ["item_size", "number_size", "sqs_entry_bytes", "sqs_requests", "value_size"]
 
 WRITE_UNIT_BYTES: Final = 1024
 READ_UNIT_BYTES: Final = 4096
-SQS_CHUNK_BYTES: Final = 65_536
 TRANSACTION_FACTOR: Final = 2
 BATCH_GET_KEYS: Final = 100
 
@@ -48,20 +49,6 @@ def write_units(size: int) -> int:
 def read_units(size: int, *, consistent: bool) -> float:
     units = max(1, math.ceil(size / READ_UNIT_BYTES))
     return float(units) if consistent else units / 2
-
-
-def sqs_requests(payload_bytes: int) -> int:
-    return max(1, math.ceil(payload_bytes / SQS_CHUNK_BYTES))
-
-
-def sqs_entry_bytes(entry: Mapping[str, Any]) -> int:
-    """A message's payload as SQS counts it: body plus each attribute's name, type and value."""
-    size = len(str(entry.get("MessageBody", "")).encode("utf-8"))
-    for name, attribute in (entry.get("MessageAttributes") or {}).items():
-        value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
-        value_bytes = value if isinstance(value, bytes) else str(value).encode("utf-8")
-        size += len(name.encode("utf-8")) + len(str(attribute.get("DataType", ""))) + len(value_bytes)
-    return size
 
 
 # -- one metered call ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 from chaos.consumers import ConsumerLog
 from outbox.core.settings import Settings
+from outbox.local.demo_consumer import applied_counts
 from outbox.local.queue import drain_queue, message_id_of
 from outbox.provisioning import Resources
 from outbox.testing.faults import SQS_DEDUPLICATION_SECONDS
@@ -230,16 +231,7 @@ class StatusSampler:
             rest = max(self.interval, self.REST_PER_SCAN_SECOND * (time.monotonic() - started))
 
     def scan(self) -> None:
-        seen: dict[str, str] = {}
-        pages = self._client.get_paginator("scan").paginate(
-            TableName=self._table,
-            ConsistentRead=True,
-            ProjectionExpression="message_id, #status",
-            ExpressionAttributeNames={"#status": "status"},
-        )
-        for page in pages:
-            for item in page["Items"]:
-                seen[item["message_id"]["S"]] = item["status"]["S"]
+        seen = read_statuses(self._client, self._table)
         self.scans += 1
         for message_id, status in seen.items():
             self.samples += 1
@@ -248,6 +240,17 @@ class StatusSampler:
                 self.moves.append((message_id, before, status))
             self.last[message_id] = status
         self.vanished |= set(self.last) - set(seen)
+
+
+def read_statuses(dynamodb: Any, table: str) -> dict[str, str]:
+    """Every message's status, read consistently (only the two attributes): message id → status."""
+    pages = dynamodb.get_paginator("scan").paginate(
+        TableName=table,
+        ConsistentRead=True,
+        ProjectionExpression="message_id, #status",
+        ExpressionAttributeNames={"#status": "status"},
+    )
+    return {item["message_id"]["S"]: item["status"]["S"] for page in pages for item in page["Items"]}
 
 
 def check(
@@ -354,10 +357,7 @@ def _check_consumers(
     PROCESSING, none in the dead-letter queue."""
     figures.consumers = int(figures.scenario.get("consumers", 0))
     figures.completed = figures.queued
-    applied = {
-        item["message_id"]["S"]: int(item.get("applied", {}).get("N", "0"))
-        for item in _scan(dynamodb, consumers.effects_table)
-    }
+    applied = applied_counts(dynamodb, consumers.effects_table)
     figures.effects_applied_once = sum(1 for message_id in by_id if applied.get(message_id) == 1)
     figures.effects_missing = sum(1 for message_id in by_id if applied.get(message_id, 0) == 0)
     figures.effects_applied_more_than_once = sum(1 for count in applied.values() if count > 1)

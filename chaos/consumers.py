@@ -3,7 +3,8 @@ consumer meets, with a side effect of its own whose count the checker reads.
 
 Each consumer polls the queue as an SQS event source mapping would (a short visibility timeout, batches of
 up to 10, the Lambda event shape), runs the helper on every record and deletes what it acknowledged. Its
-work returns one DynamoDB action, `ADD applied 1` on the message's item in an *effects* table, which the
+work returns one DynamoDB action, `ADD applied 1` on the message's item in an *effects* table (the demo's
+side-effect table and action, `outbox.local.demo_consumer`), which the
 helper commits in the same transaction as `COMPLETED`. A message applied twice would show `applied = 2`;
 one never applied, `0`. Faults, drawn per delivery and at most `MAX_FAULTS_PER_MESSAGE` per message (so
 that no message reaches the dead-letter queue through faults alone):
@@ -35,6 +36,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from outbox.consumer import Consumed, OutboxConsumer
 from outbox.consumer.processor import ClaimLost, NotClaimed
 from outbox.local.consumer import lambda_sqs_event
+from outbox.local.demo_consumer import apply_action
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -50,7 +52,6 @@ consumer's message finds its claim run out and takes it over."""
 MAX_FAULTS_PER_MESSAGE: Final = 2
 """Faults injected into one message's deliveries at most: with the queue's `maxReceiveCount` of 5, faults
 alone never move a message to the dead-letter queue."""
-EFFECTS_KEY: Final = "message_id"
 
 
 class SimulatedCrash(BaseException):
@@ -101,16 +102,6 @@ class ConsumerLog:
                 return False
             self.faults_by_message[message_id] += 1
             return True
-
-
-def effects_table_definition(table_name: str) -> dict[str, Any]:
-    """The consumers' own table: one item per message they applied, `applied` counting the applications."""
-    return {
-        "TableName": table_name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": EFFECTS_KEY, "AttributeType": "S"}],
-        "KeySchema": [{"AttributeName": EFFECTS_KEY, "KeyType": "HASH"}],
-    }
 
 
 class ChaosConsumer:
@@ -196,13 +187,4 @@ class ChaosConsumer:
         if fault == "timeout":
             self._log.count("timed_out")
             time.sleep(VISIBILITY_SECONDS + 1)  # redelivered and taken over meanwhile
-        return [
-            {
-                "Update": {
-                    "TableName": self._effects_table,
-                    "Key": {EFFECTS_KEY: {"S": consumed.message_id}},
-                    "UpdateExpression": "ADD applied :one",
-                    "ExpressionAttributeValues": {":one": {"N": "1"}},
-                }
-            }
-        ]
+        return [apply_action(self._effects_table, consumed.message_id)]

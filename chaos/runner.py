@@ -43,8 +43,8 @@ from unittest import mock
 
 import botocore.session
 
-from chaos.checker import Accepted, ConsumerSide, Figures, StatusSampler, check
-from chaos.consumers import ChaosConsumer, ConsumerFaults, ConsumerLog, effects_table_definition
+from chaos.checker import Accepted, ConsumerSide, Figures, StatusSampler, check, read_statuses
+from chaos.consumers import ChaosConsumer, ConsumerFaults, ConsumerLog
 from chaos.doorbell import Perturbation, StreamFeed
 from chaos.kills import (
     CONSUMER_DYNAMODB_FAULTS,
@@ -62,6 +62,7 @@ from outbox.api import enqueue
 from outbox.core.clients import CLIENT_CONFIG
 from outbox.core.errors import InvalidRequest
 from outbox.core.settings import Settings
+from outbox.local.demo_consumer import shipments_table_definition
 from outbox.local.emulator import DUMMY_CREDENTIALS, EmbeddedAws
 from outbox.local.stream import StreamTail
 from outbox.ops import admin, dlq
@@ -606,7 +607,7 @@ class _Run:
         deadline = time.monotonic() + self.scenario.drain_budget_seconds
         while time.monotonic() < deadline:
             self._redrive_dead_letters(figures, dynamodb, sqs)
-            statuses = _statuses(dynamodb, self.settings.messages_table)
+            statuses = read_statuses(dynamodb, self.settings.messages_table)
             done = sum(1 for message_id in ids if statuses.get(message_id) == "COMPLETED")
             waiting = sqs.get_queue_attributes(
                 QueueUrl=self.settings.queue_url,
@@ -724,7 +725,7 @@ def run_scenario(scenario: Scenario) -> Figures:
             prefix = f"chaos-{'fifo' if scenario.fifo else 'std'}-{uuid.uuid4().hex[:8]}"
             resources = provision(dynamodb, sqs, prefix=prefix, fifo=scenario.fifo)
             if scenario.consumers:
-                dynamodb.create_table(**effects_table_definition(f"{prefix}-effects"))
+                dynamodb.create_table(**shipments_table_definition(f"{prefix}-effects"))
             settings = Settings.from_env({**os.environ, **resources.environment()})
             run = _Run(scenario, aws, resources, settings)
             if scenario.fifo:
@@ -804,13 +805,3 @@ def _kill_after(rng: random.Random, lifetimes: list[float]) -> float:
         return rng.uniform(1.5, 4.0)
     typical = sorted(lifetimes)[len(lifetimes) // 2]
     return rng.uniform(0.3 * typical, 0.9 * typical)
-
-
-def _statuses(dynamodb: Any, table: str) -> dict[str, str]:
-    pages = dynamodb.get_paginator("scan").paginate(
-        TableName=table,
-        ConsistentRead=True,
-        ProjectionExpression="message_id, #status",
-        ExpressionAttributeNames={"#status": "status"},
-    )
-    return {item["message_id"]["S"]: item["status"]["S"] for page in pages for item in page["Items"]}

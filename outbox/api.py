@@ -26,7 +26,7 @@ from outbox.core.tracing import request_trace
 from outbox.core.validation import validate_message
 from outbox.data.cancellation import CancellationExplanation, explain_cancellation
 from outbox.data.store import MessageStore
-from outbox.data.transactions import place_payload, prepare_message, transaction_items
+from outbox.data.transactions import message_for, transaction_items
 from outbox.ingest.service import Accepted, accept, write_payload
 
 if TYPE_CHECKING:
@@ -114,19 +114,14 @@ def outbox_write(
         max_payload_bytes=settings.max_payload_bytes,
         claim_check=settings.claim_check,
     )
-    message = place_payload(
-        prepare_message(
-            request,
-            shards=settings.outbox_shards,
-            principal=principal,
-            now=now,
-            trace_header=trace_header or request_trace({}),
-        ),
-        payloads_table=settings.payloads_table,
-        retention_days=settings.retention_days,
-        payloads_bucket=settings.payloads_bucket,
+    message = message_for(
+        request,
+        settings=settings,
+        principal=principal,
+        now=now,
+        trace_header=trace_header or request_trace({}),
     )
-    if message.payload_object is not None or message.payload_id is not None:
+    if message.stored_apart:
         write_payload(message, _store(settings, client, s3))  # no client is made for an inline payload
     items = transaction_items(
         message, messages_table=settings.messages_table, outbox_table=settings.outbox_table

@@ -312,14 +312,7 @@ def _sum(name: str, label: str) -> cloudwatch.Metric:
 
 
 def _relay_metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-    return cloudwatch.Metric(
-        namespace=METRICS_NAMESPACE,
-        metric_name=name,
-        dimensions_map={"service": RELAY_SERVICE},
-        statistic=statistic,
-        period=PERIOD,
-        label=label,
-    )
+    return _metric(RELAY_SERVICE, name, statistic, label)
 
 
 def _friendly(title: str) -> str:

@@ -140,13 +140,19 @@ def capacity_units(operation: str, consumed: object) -> tuple[float, float]:
 def billed_sqs_requests(operation: str, params: Mapping[str, Any]) -> int:
     """SQS's billed requests for one send: each started 64 KiB of the payload (bodies and attributes)."""
     entries = params.get("Entries", []) if operation == "SendMessageBatch" else [params]
-    size = sum(_entry_bytes(entry) for entry in entries)
-    return max(1, math.ceil(size / SQS_BILLING_CHUNK_BYTES))
+    return sqs_requests(sum(sqs_entry_bytes(entry) for entry in entries))
 
 
-def _entry_bytes(entry: Mapping[str, Any]) -> int:
+def sqs_requests(payload_bytes: int) -> int:
+    """Requests SQS bills for a request carrying `payload_bytes`: one per started 64 KiB, at least one."""
+    return max(1, math.ceil(payload_bytes / SQS_BILLING_CHUNK_BYTES))
+
+
+def sqs_entry_bytes(entry: Mapping[str, Any]) -> int:
+    """A message's payload as SQS counts it: body plus each attribute's name, type and value."""
     size = len(str(entry.get("MessageBody", "")).encode("utf-8"))
-    for name, value in (entry.get("MessageAttributes") or {}).items():
-        size += len(name.encode("utf-8")) + len(str(value.get("DataType", "")).encode("utf-8"))
-        size += len(str(value.get("StringValue", "")).encode("utf-8"))
+    for name, attribute in (entry.get("MessageAttributes") or {}).items():
+        value = attribute.get("StringValue", attribute.get("BinaryValue", b""))
+        value_bytes = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        size += len(name.encode("utf-8")) + len(str(attribute.get("DataType", ""))) + len(value_bytes)
     return size

@@ -31,6 +31,7 @@ from outbox.core.domain import (
     utc_now,
 )
 from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY, OUTBOX_SORT_KEY
+from outbox.core.settings import Settings
 from outbox.core.tracing import valid_xray_header
 from outbox.core.validation import MessageRequest, travels_through_s3
 from outbox.data.claim_check import PayloadObject, object_key
@@ -66,6 +67,31 @@ class NewMessage:
     """Set when the payload goes to S3 (`place_payload`): the object to write before the transaction, under
     a key made fresh for every request (`object_key` of a time-ordered id), for the reason `payload_id`
     is. Its expiry is the bucket's lifecycle rule, not an attribute."""
+
+    @property
+    def stored_apart(self) -> bool:
+        """Whether the payload is written before the transaction (to S3 or the Payloads table)."""
+        return self.payload_object is not None or self.payload_id is not None
+
+
+def message_for(
+    request: MessageRequest,
+    *,
+    settings: Settings,
+    principal: str = ANONYMOUS,
+    now: datetime | None = None,
+    trace_header: str | None = None,
+) -> NewMessage:
+    """`prepare_message`, then `place_payload` as `settings` configure the payload's places: the one way
+    ingest, the library and the benchmark build a message."""
+    return place_payload(
+        prepare_message(
+            request, shards=settings.outbox_shards, principal=principal, now=now, trace_header=trace_header
+        ),
+        payloads_table=settings.payloads_table,
+        retention_days=settings.retention_days,
+        payloads_bucket=settings.payloads_bucket,
+    )
 
 
 def prepare_message(

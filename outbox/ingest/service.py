@@ -13,13 +13,7 @@ from outbox.core.settings import Settings
 from outbox.core.validation import MessageRequest
 from outbox.data.messages import MessageRecord
 from outbox.data.store import MessageExists, MessageStore, PayloadMissing
-from outbox.data.transactions import (
-    NewMessage,
-    payload_put_item,
-    place_payload,
-    prepare_message,
-    transaction_items,
-)
+from outbox.data.transactions import NewMessage, message_for, payload_put_item, transaction_items
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +41,7 @@ def accept(
     is refused, it is an orphan that expires (the item's TTL, the bucket's lifecycle rule). If that write
     fails, `StoreUnavailable` and nothing was written.
     """
-    message = place_payload(
-        prepare_message(
-            request,
-            shards=settings.outbox_shards,
-            principal=principal,
-            now=now,
-            trace_header=trace_header,
-        ),
-        payloads_table=settings.payloads_table,
-        retention_days=settings.retention_days,
-        payloads_bucket=settings.payloads_bucket,
-    )
+    message = message_for(request, settings=settings, principal=principal, now=now, trace_header=trace_header)
     write_payload(message, store)
     items = transaction_items(
         message, messages_table=settings.messages_table, outbox_table=settings.outbox_table

@@ -56,6 +56,8 @@ class ConsumerStage:
 
 
 def shipments_table_definition(table_name: str) -> dict[str, Any]:
+    """A side-effect table: one item per message applied, `applied` counting the applications (the demo's
+    shipments; the chaos consumers' effects)."""
     return {
         "TableName": table_name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -88,16 +90,7 @@ def consume_until_completed(
     idle_polls = 0
 
     def work(message: ConsumedMessage) -> list[TransactWriteItemTypeDef]:
-        return [
-            {
-                "Update": {
-                    "TableName": shipments_table,
-                    "Key": {SHIPMENTS_KEY: {"S": message.message_id}},
-                    "UpdateExpression": "ADD applied :one",
-                    "ExpressionAttributeValues": {":one": {"N": "1"}},
-                }
-            }
-        ]
+        return [apply_action(shipments_table, message.message_id)]
 
     while time.monotonic() < deadline:
         messages = sqs.receive_message(
@@ -140,12 +133,32 @@ def consume_until_completed(
     return stage
 
 
-def count_shipments(dynamodb: DynamoDBClient, shipments_table: str, stage: ConsumerStage) -> dict[str, int]:
-    """Each message's shipment count, read from the table (not from what the stage believes it did)."""
+def apply_action(table: str, message_id: str) -> TransactWriteItemTypeDef:
+    """The side effect, as the action the consumer helper commits with the completion: one more
+    application of `message_id`."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": {SHIPMENTS_KEY: {"S": message_id}},
+            "UpdateExpression": "ADD applied :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+    }
+
+
+def applied_counts(dynamodb: Any, table: str) -> dict[str, int]:
+    """How often each message's side effect was applied, read from the table (not from what a consumer
+    believes it did)."""
     applied: dict[str, int] = {}
-    for page in dynamodb.get_paginator("scan").paginate(TableName=shipments_table, ConsistentRead=True):
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
         for item in page["Items"]:
             applied[item[SHIPMENTS_KEY]["S"]] = int(item["applied"]["N"])
+    return applied
+
+
+def count_shipments(dynamodb: DynamoDBClient, shipments_table: str, stage: ConsumerStage) -> dict[str, int]:
+    """Each message's shipment count (`applied_counts`), tallied on the stage."""
+    applied = applied_counts(dynamodb, shipments_table)
     stage.applied = Counter(applied.values())
     return applied
 
