@@ -111,4 +111,7 @@ def _logs_to_stderr(logger_name: str) -> None:
     """Point the function's log handlers at stderr: stdout belongs to the command that invoked it."""
     for log_handler in logging.getLogger(logger_name).handlers:
         if isinstance(log_handler, logging.StreamHandler) and log_handler.stream is not sys.stderr:
-            log_handler.setStream(sys.stderr)
+            if getattr(log_handler.stream, "closed", False):
+                log_handler.stream = sys.stderr  # `setStream` would flush the closed one first, and fail
+            else:
+                log_handler.setStream(sys.stderr)
