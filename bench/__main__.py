@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.report import document, markdown
-from bench.run import progress, run_benchmark
+from bench.run import DEFAULT_PAYLOAD_KBS, ITEM_OVERHEAD_BYTES, progress, run_benchmark
 from bench.startup import HANDLER_MODULES, import_seconds, lambda_asset
+from outbox.core.settings import S3_MAX_PAYLOAD_BYTES
 from relay.core import RelayConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,20 +40,34 @@ def draw_charts(folder: Path) -> None:
         print(f"bench: {outcome.note}", file=sys.stderr)
 
 
+def _payload_kb(text: str) -> int:
+    """A scenario's size: a whole number of KB whose payload the outbox accepts (S3 takes it up to
+    `S3_MAX_PAYLOAD_BYTES`)."""
+    largest = (S3_MAX_PAYLOAD_BYTES + ITEM_OVERHEAD_BYTES) // 1024
+    try:
+        kb = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of KB") from None
+    if not 1 <= kb <= largest:
+        raise argparse.ArgumentTypeError(f"{kb} KB: between 1 and {largest} (S3's payload limit)")
+    return kb
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--messages", type=int, default=1000, help="messages per relay and scenario")
     parser.add_argument(
         "--payload-kb",
-        type=int,
+        type=_payload_kb,
         action="append",
-        help="message item size in KB (repeatable; default: 1 and 100)",
+        help="message item size in KB, 1 to 4883 (repeatable; default: 1, 100 and 1024; from 343 on the "
+        "payload goes through S3)",
     )
     parser.add_argument("--ingest-sample", type=int, default=200, help="handler calls timed for p50/p99")
     parser.add_argument("--no-asset", action="store_true", help="skip building the Lambda asset (needs pip)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="folder for latest.md and latest.json")
     args = parser.parse_args(argv)
-    payload_kbs = tuple(args.payload_kb or (1, 100))
+    payload_kbs = tuple(args.payload_kb or DEFAULT_PAYLOAD_KBS)
     command = "python -m bench" + " ".join(["", *(argv if argv is not None else sys.argv[1:])]).rstrip()
     config = RelayConfig()
     scenarios = run_benchmark(

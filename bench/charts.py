@@ -60,8 +60,15 @@ COLORS: Final = {
     ("relay", "read"): "#E69F00",
     ("ingest", "sqs"): "#CC79A7",
     ("relay", "sqs"): "#009E73",
+    ("ingest", "s3"): "#F0E442",
+    ("relay", "s3"): "#999999",
 }
-KIND_LABELS: Final = {"write": "DynamoDB writes", "read": "DynamoDB reads", "sqs": "SQS requests"}
+KIND_LABELS: Final = {
+    "write": "DynamoDB writes",
+    "read": "DynamoDB reads",
+    "sqs": "SQS requests",
+    "s3": "S3 requests",
+}
 OPERATION_COLORS: Final = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
 
 
@@ -130,6 +137,12 @@ def _cost_bars(scenario: dict[str, Any], prices: dict[str, float]) -> dict[str, 
             * prices["read"],
             (stage, "sqs"): _number(cost.get("sqs_requests_per_message"), f"{where}.sqs_requests_per_message")
             * prices["sqs"],
+            # Results written before the S3 scenario carry no S3 requests: none were made.
+            (stage, "s3"): (
+                _number(cost.get("s3_write_requests", 0), f"{where}.s3_write_requests") * prices["s3_write"]
+                + _number(cost.get("s3_read_requests", 0), f"{where}.s3_read_requests") * prices["s3_read"]
+            )
+            / max(1.0, _number(cost.get("messages", 1), f"{where}.messages")),
         }
 
     ingest = of(_get(scenario, "ingest"), "ingest", "ingest")
@@ -145,9 +158,11 @@ def _cost_bars(scenario: dict[str, Any], prices: dict[str, float]) -> dict[str, 
             ("ingest", "write"): _number(floor.get("ingest_write_units"), "floor") * prices["write"],
             ("ingest", "read"): 0.0,
             ("ingest", "sqs"): 0.0,
+            ("ingest", "s3"): _number(floor.get("ingest_s3_write_requests", 0), "floor") * prices["s3_write"],
             ("relay", "write"): _number(floor.get("relay_write_units"), "floor") * prices["write"],
             ("relay", "read"): _number(floor.get("relay_read_units"), "floor") * prices["read"],
             ("relay", "sqs"): _number(floor.get("relay_sqs_requests"), "floor") * prices["sqs"],
+            ("relay", "s3"): _number(floor.get("relay_s3_read_requests", 0), "floor") * prices["s3_read"],
         },
     }
 
@@ -169,6 +184,8 @@ def cost_per_message(data: dict[str, Any], source: str) -> Figure:
         "write": _number(_get(raw_prices, "write_unit"), "prices.write_unit") * 1e6,
         "read": _number(_get(raw_prices, "read_unit"), "prices.read_unit") * 1e6,
         "sqs": _number(_get(raw_prices, "sqs_request"), "prices.sqs_request") * 1e6,
+        "s3_write": _number(raw_prices.get("s3_write_request", 0), "prices.s3_write_request") * 1e6,
+        "s3_read": _number(raw_prices.get("s3_read_request", 0), "prices.s3_read_request") * 1e6,
     }
     bars = [_cost_bars(scenario, prices) for scenario in scenarios]
     shown = [c for c in COLORS if any(b[name][c] > 0 for b in bars for name in b)]
@@ -190,7 +207,8 @@ def cost_per_message(data: dict[str, Any], source: str) -> Figure:
         ax.set_ylabel("$ per million messages (ingest + relay)")
         payload_kb = _get(scenario, "payload_kb")
         item_bytes = _number(_get(scenario, "message_item_bytes"), "message_item_bytes")
-        ax.set_title(f"{payload_kb} KB message ({item_bytes:,.0f}-byte item)")
+        where = ", payload in S3" if scenario.get("through_s3") else ""
+        ax.set_title(f"{payload_kb} KB message ({item_bytes:,.0f}-byte item{where})")
         ax.grid(axis="y", color="#dddddd", linewidth=0.6)
         ax.set_axisbelow(True)
     fig.legend(
@@ -205,9 +223,11 @@ def cost_per_message(data: dict[str, Any], source: str) -> Figure:
         f"Source: {source}, written by `{_get(data, 'command')}` ({messages:,} messages per relay and "
         f"scenario). Units counted from the requests and the items as stored (bench/units.py), priced at "
         f"${prices['write']:.3f} per million write units, ${prices['read']:.3f} per million read units, "
-        f"${prices['sqs']:.2f} per million SQS requests. Naive's load keeps every payload in its message "
-        "item; ours stores a large one apart (ADR 0023); floor: what DynamoDB and SQS make unavoidable "
-        "in our layout (bench/model.py). Calls: the relay's AWS calls per message.",
+        f"${prices['sqs']:.2f} per million SQS requests, ${prices['s3_write']:.2f} / "
+        f"${prices['s3_read']:.2f} per million S3 PUTs / HEADs. Naive's load keeps every payload in "
+        "its message item (in S3 past an item's limit, as ours); ours stores a large one apart (ADR "
+        "0023); floor: what DynamoDB, SQS and S3 make unavoidable in our layout (bench/model.py). "
+        "Calls: the relay's AWS calls per message.",
     )
     return fig
 

@@ -119,11 +119,11 @@ def shipment_update(table: str, message_id: str, order: int) -> UpdateTypeDef:
     }
 
 
-def payload_of(payload_kb: float, settings: Settings) -> tuple[Callable[[int], dict[str, object]], int]:
+def payload_of(payload_kb: float) -> tuple[Callable[[int], dict[str, object]], int]:
     """`bench.run.payload_maker`'s payload (a message item of `payload_kb` KB), also for a fraction of a KB:
     the next whole KB's payload, its padding cut by the difference."""
     whole = max(1, math.ceil(payload_kb))
-    make, size = payload_maker(whole, settings)
+    make, size = payload_maker(whole)
     cut = round((whole - payload_kb) * 1024)
     padding = len(str(make(0)["data"]))
     if cut > padding:
@@ -443,9 +443,9 @@ def run_consumer_bench(
         lookup, lookup_sqs = aws.dynamodb(), aws.sqs()
         resources = provision(lookup, lookup_sqs, prefix=PREFIX)
         settings = _settings(resources, apart=True)
-        make, payload_bytes = payload_of(payload_kb, settings)
+        make, payload_bytes = payload_of(payload_kb)
         progress(f"accepting {messages:,} messages of {payload_kb:g} KB (outbox.api.enqueue)")
-        ids = _load(lookup, settings, make, messages)
+        ids = _load(lookup, aws.s3(), settings, make, messages)
         progress("relaying them to SQS")
         sent = _relay_all(aws, settings, messages)
         received = drain_queue(lookup_sqs, resources.queue_url)
@@ -776,9 +776,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--output", type=Path, default=RESULTS, help="folder for consumer.md and consumer.json"
     )
     args = parser.parse_args(argv)
-    probe = Settings(messages_table="probe-messages", outbox_table="probe-outbox", queue_url="probe")
     try:
-        payload_of(args.payload_kb, probe)
+        payload_of(args.payload_kb)
     except ValueError as exc:
         parser.error(str(exc))
     command = " ".join(["python -m bench.consumer", *(argv if argv is not None else sys.argv[1:])])

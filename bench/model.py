@@ -15,7 +15,13 @@ from bench.units import CallRecord, read_units, sqs_requests, write_units
 
 # On-demand list prices (us-east-1), kept in one place with their sources: the live cost metrics and the
 # dashboard use the same (outbox/core/usage.py).
-from outbox.core.usage import PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST, PRICE_PER_WRITE_UNIT
+from outbox.core.usage import (
+    PRICE_PER_READ_UNIT,
+    PRICE_PER_S3_READ_REQUEST,
+    PRICE_PER_S3_WRITE_REQUEST,
+    PRICE_PER_SQS_REQUEST,
+    PRICE_PER_WRITE_UNIT,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,12 @@ LATENCY: Final[dict[str, Latency]] = {
     # SQS: a send is acknowledged after the message is stored redundantly: "tens of milliseconds".
     "SendMessage": Latency(15.0),
     "SendMessageBatch": Latency(20.0, 0.2),
+    # S3 Standard: tens of milliseconds to the first byte (S3 Express One Zone is sold as single-digit
+    # milliseconds, "up to 10x faster" than Standard: S3 storage classes page). An assumption; the claim
+    # check's object calls (ADR 0023), one per message.
+    "PutObject": Latency(30.0),
+    "HeadObject": Latency(20.0),
+    "GetObject": Latency(20.0),
 }
 DEFAULT_LATENCY: Final = Latency(10.0)
 TRANSFER_BYTES_PER_MS: Final = 50_000
@@ -55,20 +67,31 @@ def modeled_ms(records: Iterable[CallRecord]) -> float:
     return sum(call_ms(record) for record in records)
 
 
-def dollars_per_million(write_units_per_message: float, read_units_per_message: float, sqs: float) -> float:
+def dollars_per_million(
+    write_units_per_message: float,
+    read_units_per_message: float,
+    sqs: float,
+    s3_writes: float = 0.0,
+    s3_reads: float = 0.0,
+) -> float:
+    """Request charges per million messages. Storage is not in it: see ADR 0023 for what a payload kept
+    for its retention costs in the Payloads table and in S3."""
     return 1e6 * (
         write_units_per_message * PRICE_PER_WRITE_UNIT
         + read_units_per_message * PRICE_PER_READ_UNIT
         + sqs * PRICE_PER_SQS_REQUEST
+        + s3_writes * PRICE_PER_S3_WRITE_REQUEST
+        + s3_reads * PRICE_PER_S3_READ_REQUEST
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Floor:
     """What DynamoDB and SQS make unavoidable in this layout: ingest one 2-item transaction (and the
-    payload's `PutItem` when it is stored apart); relay a 2-item finalize (packed 50 to a 100-action
-    transaction), a consistent BatchGetItem of 100 (and one of the payloads), a SendMessageBatch of 10;
-    no claims and no reads of the outbox."""
+    payload's `PutItem` when it is stored apart, or its `PutObject` when it goes to S3); relay a 2-item
+    finalize (packed 50 to a 100-action transaction), a consistent BatchGetItem of 100 (and one of the
+    payloads, or a `HeadObject` per S3 object), a SendMessageBatch of 10; no claims and no reads of the
+    outbox."""
 
     ingest_calls: float
     ingest_write_units: float
@@ -76,6 +99,8 @@ class Floor:
     relay_write_units: float
     relay_read_units: float
     relay_sqs_requests: float
+    ingest_s3_write_requests: float = 0.0
+    relay_s3_read_requests: float = 0.0
 
 
 def floor(
@@ -85,21 +110,26 @@ def floor(
     entry_bytes: int,
     sqs_bytes: int,
     payload_item_bytes: int = 0,
+    s3_object: bool = False,
 ) -> Floor:
     """`payload_item_bytes`: the payload's own item when it is stored apart (ADR 0023): one plain `PutItem`
-    at ingest and one more consistent read (in a `BatchGetItem` of 100) at the relay."""
+    at ingest and one more consistent read (in a `BatchGetItem` of 100) at the relay. `s3_object`: the
+    payload is an S3 object instead: one `PutObject` at ingest, one `HeadObject` at the relay (the send
+    carries a pointer, `sqs_bytes` its size)."""
     batch = 10
     apart = payload_item_bytes > 0
     return Floor(
-        ingest_calls=2.0 if apart else 1.0,
+        ingest_calls=2.0 if apart or s3_object else 1.0,
         ingest_write_units=(write_units(payload_item_bytes) if apart else 0)
         + 2.0 * (write_units(message_bytes) + write_units(entry_bytes)),
-        relay_calls=1 / 10 + 1 / 100 + 1 / 50 + (1 / 100 if apart else 0),
+        relay_calls=1 / 10 + 1 / 100 + 1 / 50 + (1 / 100 if apart else 0) + (1.0 if s3_object else 0),
         relay_write_units=2.0
         * (write_units(max(message_bytes, queued_message_bytes)) + write_units(entry_bytes)),
         relay_read_units=read_units(message_bytes, consistent=True)
         + (read_units(payload_item_bytes, consistent=True) if apart else 0),
         relay_sqs_requests=sqs_requests(batch * sqs_bytes) / batch,
+        ingest_s3_write_requests=1.0 if s3_object else 0.0,
+        relay_s3_read_requests=1.0 if s3_object else 0.0,
     )
 
 

@@ -4,6 +4,9 @@ Per message: `Query` the oldest entry of a shard (`Limit=1`), claim it with a co
 `GetItem` the message, `SendMessage`, and finalize with a two-action `TransactWriteItems` (message
 PENDING→QUEUED + entry deleted). It uses the same claim condition and the same finalize as our relay, so the
 comparison is about batching only. It has no retries, backoff or FIFO handling: it is a cost baseline.
+
+A payload no item can hold is an S3 object in its layout too (the claim check, ADR 0023): the naive relay
+then `HeadObject`s it and sends the same pointer as ours, one message at a time.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from botocore.exceptions import ClientError
 
 from outbox.core.domain import EntryState, Status, epoch_millis, iso, utc_now
 from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
+from outbox.data.claim_check import PayloadObject, object_problem, pointer_attributes, pointer_body
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
     from outbox.core.settings import Settings
@@ -39,10 +44,13 @@ class NaiveSummary:
 
 
 class NaiveRelay:
-    def __init__(self, *, dynamodb: DynamoDBClient, sqs: SQSClient, settings: Settings) -> None:
+    def __init__(
+        self, *, dynamodb: DynamoDBClient, sqs: SQSClient, settings: Settings, s3: S3Client | None = None
+    ) -> None:
         self._dynamodb = dynamodb
         self._sqs = sqs
         self._settings = settings
+        self._s3 = s3
 
     def run(self) -> NaiveSummary:
         """Relay every claimable entry of every shard, one at a time."""
@@ -101,10 +109,17 @@ class NaiveRelay:
         attributes: dict[str, Any] = {"message_id": {"DataType": "String", "StringValue": message_id}}
         for name, value in message.get("attributes", {}).get("M", {}).items():
             attributes[name] = {"DataType": "String", "StringValue": value["S"]}
+        if "payload" in message:
+            body = message["payload"]["S"]
+        else:  # an S3 object: checked, then pointed at
+            obj = PayloadObject.from_uri(message["payload_ref"]["S"], int(message["payload_size"]["N"]))
+            problem = "no S3 client" if self._s3 is None else object_problem(self._s3, obj)
+            if problem is not None:
+                raise RuntimeError(f"{message_id}: {obj.uri} cannot be sent: {problem}")
+            body = pointer_body(obj)
+            attributes.update(pointer_attributes(obj))
         sent = self._sqs.send_message(
-            QueueUrl=self._settings.queue_url,
-            MessageBody=message["payload"]["S"],
-            MessageAttributes=attributes,
+            QueueUrl=self._settings.queue_url, MessageBody=body, MessageAttributes=attributes
         )
         now = iso(utc_now())
         try:

@@ -26,6 +26,14 @@ def _row(name: str, cells: Sequence[str]) -> str:
     return "| " + " | ".join([name, *cells]) + " |"
 
 
+_S3_OPERATIONS: Final = frozenset({"PutObject", "HeadObject", "GetObject"})
+
+
+def _size(scenario: Scenario) -> str:
+    """A scenario's column: its message size, and where the payload goes when that is S3."""
+    return f"{scenario.payload_kb} KB" + (" (S3)" if scenario.through_s3 else "")
+
+
 def markdown(
     scenarios: Sequence[Scenario],
     *,
@@ -45,9 +53,9 @@ def markdown(
     header: list[str] = []
     for scenario in scenarios:
         header += [
-            f"ours {scenario.payload_kb} KB",
-            f"naive {scenario.payload_kb} KB",
-            f"floor {scenario.payload_kb} KB",
+            f"ours {_size(scenario)}",
+            f"naive {_size(scenario)}",
+            f"floor {_size(scenario)}",
         ]
     lines += [_row("per relayed message", header), _row("---", ["---:"] * len(header))]
 
@@ -74,6 +82,11 @@ def markdown(
         "relay SQS requests (64 KB chunks)",
         lambda r: _fmt(r.cost.sqs_requests_per_message, 3),
         lambda s: _fmt(s.floor.relay_sqs_requests, 3),
+    )
+    relay_row(
+        "relay S3 requests (HEAD)",
+        lambda r: _fmt(r.cost.s3_requests_per_message, 3),
+        lambda s: _fmt(s.floor.relay_s3_read_requests, 3),
     )
     cells: list[str] = []
     for scenario in scenarios:
@@ -123,8 +136,8 @@ def markdown(
         "Calls and units by operation (per message: calls, write units, read units, SQS requests):",
         "",
     ]
-    lines += [_row("scenario", ["operation", "calls", "WRU", "RRU", "SQS req"])]
-    lines += [_row("---", ["---", "---:", "---:", "---:", "---:"])]
+    lines += [_row("scenario", ["operation", "calls", "WRU", "RRU", "SQS req", "S3 req"])]
+    lines += [_row("---", ["---", "---:", "---:", "---:", "---:", "---:"])]
     for scenario in scenarios:
         for label, cost in (
             ("ingest", scenario.ingest),
@@ -132,15 +145,17 @@ def markdown(
             ("naive", scenario.naive.cost),
         ):
             for operation, calls in cost.calls_by_operation.items():
+                s3_requests = 0.0 if operation not in _S3_OPERATIONS else calls / cost.messages
                 lines.append(
                     _row(
-                        f"{label} {scenario.payload_kb} KB",
+                        f"{label} {_size(scenario)}",
                         [
                             operation,
                             _fmt(calls / cost.messages, 3),
                             _fmt(cost.write_units_by_operation.get(operation, 0.0) / cost.messages),
                             _fmt(cost.read_units_by_operation.get(operation, 0.0) / cost.messages),
                             _fmt(cost.sqs_requests_by_operation.get(operation, 0) / cost.messages, 3),
+                            _fmt(s3_requests, 3),
                         ],
                     )
                 )
@@ -169,7 +184,10 @@ def markdown(
         "",
         f"Prices: ${usage.PRICE_PER_WRITE_UNIT * 1e6:.3f} per million write units, "
         f"${usage.PRICE_PER_READ_UNIT * 1e6:.3f} per million read units, "
-        f"${usage.PRICE_PER_SQS_REQUEST * 1e6:.2f} per million SQS requests (on-demand list). "
+        f"${usage.PRICE_PER_SQS_REQUEST * 1e6:.2f} per million SQS requests, "
+        f"${usage.PRICE_PER_S3_WRITE_REQUEST * 1e6:.2f} per million S3 PUTs and "
+        f"${usage.PRICE_PER_S3_READ_REQUEST * 1e6:.2f} per million S3 GETs/HEADs (on-demand list; "
+        "request charges only, storage is priced in ADR 0023). "
         "Modeled rates: Σ calls x typical latency (bench/model.py; figures and sources in ADR 0012) — an "
         "assumption, not a measurement.",
         f"Caveat: {MOTO_CAVEAT}",
@@ -185,9 +203,18 @@ def _ingest_lines(scenarios: Sequence[Scenario]) -> list[str]:
         "Ingest (library `enqueue`; handler latency from `outbox.ingest.handler.handler` on moto):",
         "",
     ]
-    lines += [_row("per accepted message", [f"{s.payload_kb} KB" for s in scenarios])]
+    lines += [_row("per accepted message", [_size(s) for s in scenarios])]
     lines += [_row("---", ["---:"] * len(scenarios))]
     lines.append(_row("AWS calls", [_fmt(s.ingest.calls_per_message) for s in scenarios]))
+    lines.append(
+        _row(
+            "S3 requests (PUT) (floor)",
+            [
+                f"{_fmt(s.ingest.s3_requests_per_message, 3)} ({_fmt(s.floor.ingest_s3_write_requests, 3)})"
+                for s in scenarios
+            ],
+        )
+    )
     lines.append(
         _row(
             "DynamoDB write units (floor)",
@@ -200,7 +227,7 @@ def _ingest_lines(scenarios: Sequence[Scenario]) -> list[str]:
     lines.append(_row("$ per million messages", [_fmt(s.ingest.dollars_per_million) for s in scenarios]))
     lines.append(
         _row(
-            "naive's load (every payload inline): write units, $ per million",
+            "naive's load (payload inline; S3 past an item's limit): write units, $ per million",
             [
                 f"{_fmt(s.naive_ingest.write_units_per_message)}, {_fmt(s.naive_ingest.dollars_per_million)}"
                 for s in scenarios
@@ -245,6 +272,8 @@ def document(
             "write_unit": usage.PRICE_PER_WRITE_UNIT,
             "read_unit": usage.PRICE_PER_READ_UNIT,
             "sqs_request": usage.PRICE_PER_SQS_REQUEST,
+            "s3_write_request": usage.PRICE_PER_S3_WRITE_REQUEST,
+            "s3_read_request": usage.PRICE_PER_S3_READ_REQUEST,
         },
         "latency_model_ms": {name: asdict(latency) for name, latency in model.LATENCY.items()},
         "transfer_bytes_per_ms": model.TRANSFER_BYTES_PER_MS,

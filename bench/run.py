@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 from unittest import mock
 
@@ -18,12 +18,13 @@ import boto3
 from bench import model
 from bench.naive import NaiveRelay
 from bench.units import CallRecord, Meter, item_size, sqs_entry_bytes, totals_by_operation
-from outbox.api import enqueue, outbox_write
+from outbox.api import enqueue
 from outbox.core.clients import CLIENT_CONFIG, reset_clients
 from outbox.core.domain import Status
-from outbox.core.settings import Settings
+from outbox.core.settings import MAX_PAYLOAD_CEILING_BYTES, S3_MAX_PAYLOAD_BYTES, Settings
 from outbox.core.validation import validate_message
-from outbox.data.transactions import message_for, payload_put_item, transaction_items
+from outbox.data.claim_check import is_pointer_body, pointer_attributes, pointer_body
+from outbox.data.transactions import NewMessage, message_for, payload_put_item, transaction_items
 from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
 from outbox.local.queue import drain_queue, message_id_of
@@ -34,11 +35,14 @@ from relay.leases import entries_only
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
 ITEM_OVERHEAD_BYTES: Final = 424
 """Payload bytes = target item KB x 1024 - this, so that "1 KB" is the ≈ 600-byte payload of
 docs/design.md §8."""
+DEFAULT_PAYLOAD_KBS: Final = (1, 100, 1024)
+"""A small message, a large one stored apart in the Payloads table, and a 1 MB one through S3 (ADR 0023)."""
 RELAY_RUN_SECONDS: Final = 60.0
 DRAIN_BUDGET_SECONDS: Final = 1800.0
 
@@ -60,6 +64,10 @@ class Cost:
     sqs_requests: int
     failed_calls: int
     modeled_ms: float
+    s3_write_requests: int = 0
+    """S3 requests at the PUT, COPY, POST, LIST price (the claim check's `PutObject`)."""
+    s3_read_requests: int = 0
+    """S3 requests at the GET and all-other price (the relay's `HeadObject`)."""
 
     @property
     def calls_per_message(self) -> float:
@@ -78,9 +86,17 @@ class Cost:
         return self.sqs_requests / self.messages
 
     @property
+    def s3_requests_per_message(self) -> float:
+        return (self.s3_write_requests + self.s3_read_requests) / self.messages
+
+    @property
     def dollars_per_million(self) -> float:
         return model.dollars_per_million(
-            self.write_units_per_message, self.read_units_per_message, self.sqs_requests_per_message
+            self.write_units_per_message,
+            self.read_units_per_message,
+            self.sqs_requests_per_message,
+            self.s3_write_requests / self.messages,
+            self.s3_read_requests / self.messages,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,6 +106,7 @@ class Cost:
             "write_units_per_message": self.write_units_per_message,
             "read_units_per_message": self.read_units_per_message,
             "sqs_requests_per_message": self.sqs_requests_per_message,
+            "s3_requests_per_message": self.s3_requests_per_message,
             "dollars_per_million": self.dollars_per_million,
         }
 
@@ -109,6 +126,8 @@ def cost_of(records: Sequence[CallRecord], counter: CallCounter, messages: int) 
         sqs_requests=sum(total.sqs_requests for total in totals.values()),
         failed_calls=sum(total.failed for total in totals.values()),
         modeled_ms=model.modeled_ms(records),
+        s3_write_requests=sum(total.s3_write_requests for total in totals.values()),
+        s3_read_requests=sum(total.s3_read_requests for total in totals.values()),
     )
 
 
@@ -122,6 +141,9 @@ class Delivery:
     missing: int
     queued_in_table: int
     entries_left: int
+    wrong_bodies: int = 0
+    """Received messages whose body is not what was accepted: for an S3 payload, anything but a pointer
+    (with its size attribute) to an object holding the payload; else anything but the payload itself."""
 
     @property
     def ok(self) -> bool:
@@ -130,6 +152,7 @@ class Delivery:
             and self.unique_received == self.loaded
             and self.queued_in_table == self.loaded
             and self.entries_left == 0
+            and self.wrong_bodies == 0
         )
 
 
@@ -191,11 +214,18 @@ class Scenario:
     floor: model.Floor
 
     @property
+    def through_s3(self) -> bool:
+        """The payloads are S3 objects (the claim check, ADR 0023), for ours and the naive relay alike."""
+        return self.floor.ingest_s3_write_requests > 0
+
+    @property
     def floor_dollars_per_million(self) -> dict[str, float]:
         f = self.floor
         return {
-            "ingest": model.dollars_per_million(f.ingest_write_units, 0.0, 0.0),
-            "relay": model.dollars_per_million(f.relay_write_units, f.relay_read_units, f.relay_sqs_requests),
+            "ingest": model.dollars_per_million(f.ingest_write_units, 0.0, 0.0, f.ingest_s3_write_requests),
+            "relay": model.dollars_per_million(
+                f.relay_write_units, f.relay_read_units, f.relay_sqs_requests, 0.0, f.relay_s3_read_requests
+            ),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -208,6 +238,7 @@ class Scenario:
             "entry_item_bytes": self.entry_item_bytes,
             "sqs_message_bytes": self.sqs_message_bytes,
             "payload_item_bytes": self.payload_item_bytes,
+            "through_s3": self.through_s3,
             "ingest": self.ingest.as_dict(),
             "naive_ingest": self.naive_ingest.as_dict(),
             "ingest_handler_latency_ms_on_moto": self.ingest_latency_ms,
@@ -226,13 +257,15 @@ def _put_item(items: Sequence[Any], index: int) -> dict[str, Any]:
 # -- payloads --------------------------------------------------------------------------------------
 
 
-def payload_maker(payload_kb: int, settings: Settings) -> tuple[Callable[[int], dict[str, object]], int]:
+def payload_maker(payload_kb: int) -> tuple[Callable[[int], dict[str, object]], int]:
     """A payload of `payload_kb` x 1024 - 424 bytes as stored (compact JSON), and that size."""
     target = payload_kb * 1024 - ITEM_OVERHEAD_BYTES
-    inline = replace(settings, payloads_table=None)  # sized as text, never written (ADR 0023)
 
     def stored(payload: dict[str, object]) -> int:
-        return len(_put_item(outbox_write(payload, settings=inline).items, 0)["payload"]["S"])
+        request = validate_message(
+            payload, fifo=False, max_payload_bytes=S3_MAX_PAYLOAD_BYTES, claim_check=True
+        )
+        return len(request.payload_json.encode("utf-8"))
 
     pad = target - stored({"order": 0, "data": ""})
 
@@ -259,6 +292,11 @@ class _Aws:
             "sqs", endpoint_url=self.endpoint_url, config=CLIENT_CONFIG, region_name="us-east-1"
         )
 
+    def s3(self) -> S3Client:
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint_url, config=CLIENT_CONFIG, region_name="us-east-1"
+        )
+
 
 @contextmanager
 def _embedded(extra_env: dict[str, str] | None = None) -> Iterator[_Aws]:
@@ -271,26 +309,48 @@ def _embedded(extra_env: dict[str, str] | None = None) -> Iterator[_Aws]:
             reset_clients()
 
 
+def through_s3(payload_bytes: int) -> bool:
+    """A payload this large goes to S3 (the claim check, ADR 0023) in both layouts: no item holds it."""
+    return payload_bytes > MAX_PAYLOAD_CEILING_BYTES
+
+
 def _settings(resources: Resources, *, apart: bool) -> Settings:
-    """Ours stores large payloads apart (ADR 0023); the naive relay reads them from the message item."""
+    """Ours stores large payloads apart (ADR 0023); the naive relay reads them from the message item. With
+    a payload bucket (the S3 scenario), both take payloads up to `S3_MAX_PAYLOAD_BYTES` through S3."""
+    bucket = resources.payloads_bucket
     return Settings(
         messages_table=resources.messages_table,
         outbox_table=resources.outbox_table,
         queue_url=resources.queue_url,
         payloads_table=resources.payloads_table if apart else None,
+        payloads_bucket=bucket,
+        max_payload_bytes=S3_MAX_PAYLOAD_BYTES if bucket else MAX_PAYLOAD_CEILING_BYTES,
     )
 
 
 def _load(
-    client: DynamoDBClient, settings: Settings, make: Callable[[int], dict[str, object]], count: int
+    client: DynamoDBClient,
+    s3: S3Client,
+    settings: Settings,
+    make: Callable[[int], dict[str, object]],
+    count: int,
 ) -> list[str]:
-    return [enqueue(make(number), settings=settings, client=client).message_id for number in range(count)]
+    return [
+        enqueue(make(number), settings=settings, client=client, s3=s3).message_id for number in range(count)
+    ]
 
 
 def _check(
-    lookup: DynamoDBClient, sqs: SQSClient, resources: Resources, ids: list[str]
+    lookup: DynamoDBClient,
+    sqs: SQSClient,
+    s3: S3Client,
+    resources: Resources,
+    *,
+    ids: list[str],
+    expected_body: Callable[[str], str],
 ) -> tuple[Delivery, int]:
-    """Delivery as the tables and the queue show it; also the average size of a QUEUED message item."""
+    """Delivery as the tables and the queue show it; also the average size of a QUEUED message item.
+    `expected_body(message_id)` is the payload accepted under that id."""
     queued = 0
     queued_bytes = 0
     for page in lookup.get_paginator("scan").paginate(
@@ -306,7 +366,13 @@ def _check(
             TableName=resources.outbox_table, ConsistentRead=True, **entries_only()
         )
     )
-    received = [message_id_of(message) for message in drain_queue(sqs, resources.queue_url)]
+    messages = drain_queue(sqs, resources.queue_url)
+    received = [message_id_of(message) for message in messages]
+    wrong = sum(
+        _received_body(s3, message) != expected_body(message_id_of(message))
+        for message in messages
+        if message_id_of(message) in ids
+    )
     delivery = Delivery(
         loaded=len(ids),
         received=len(received),
@@ -314,8 +380,23 @@ def _check(
         missing=len(set(ids) - set(received)),
         queued_in_table=queued,
         entries_left=entries,
+        wrong_bodies=wrong,
     )
     return delivery, queued_bytes // max(queued, 1)
+
+
+def _received_body(s3: S3Client, message: dict[str, Any]) -> str | None:
+    """What a consumer gets from `message`: its body, or for a pointer (body and size attribute, as the
+    SQS Extended Client reads it) the object's content, None when the object is missing or of another
+    size than the pointer announces."""
+    pointer = is_pointer_body(message["Body"], message.get("MessageAttributes", {}))
+    if pointer is None:
+        return str(message["Body"])
+    try:
+        data = s3.get_object(Bucket=pointer.bucket, Key=pointer.key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return data.decode("utf-8") if len(data) == pointer.size else None
 
 
 def _relay_side(
@@ -328,25 +409,30 @@ def _relay_side(
     make: Callable[[int], dict[str, object]],
     messages: int,
     config: RelayConfig,
+    s3_payloads: bool,
 ) -> tuple[RelayResult, int, Cost]:
-    resources = provision(lookup, lookup_sqs, prefix=prefix)
+    lookup_s3 = aws.s3()
+    resources = provision(lookup, lookup_sqs, prefix=prefix, payloads_bucket=s3_payloads, s3=lookup_s3)
     settings = _settings(resources, apart=name == "ours")
-    ingest_client = aws.dynamodb()  # each layout's load billed: ours may store payloads apart, naive never
+    # Each layout's load billed: ours may store payloads apart, naive never; S3 payloads go to S3 in both.
+    ingest_client, ingest_s3 = aws.dynamodb(), aws.s3()
     ingest_meter = Meter(lookup)
     ingest_meter.attach(ingest_client)
-    ingest_counter = CallCounter(ingest_client)
-    ids = _load(ingest_client, settings, make, messages)
+    ingest_meter.attach(ingest_s3)
+    ingest_counter = CallCounter(ingest_client, ingest_s3)
+    ids = _load(ingest_client, ingest_s3, settings, make, messages)
     ingest_cost = cost_of(ingest_meter.reset(), ingest_counter, messages)
-    dynamodb, sqs = aws.dynamodb(), aws.sqs()
+    dynamodb, sqs, s3 = aws.dynamodb(), aws.sqs(), aws.s3()
     meter = Meter(lookup)
     meter.attach(dynamodb)
     meter.attach(sqs)
-    counter = CallCounter(dynamodb, sqs)
+    meter.attach(s3)
+    counter = CallCounter(dynamodb, sqs, s3)
     runs = 0
     notes: dict[str, int] = {}
     started = time.perf_counter()
     if name == "ours":
-        relay = Relay(dynamodb=dynamodb, sqs=sqs, settings=settings, config=config)
+        relay = Relay(dynamodb=dynamodb, sqs=sqs, settings=settings, config=config, s3=lambda: s3)
         sent = 0
         while sent < messages and time.perf_counter() - started < DRAIN_BUDGET_SECONDS:
             summary = relay.run(time.monotonic() + RELAY_RUN_SECONDS)
@@ -365,7 +451,7 @@ def _relay_side(
                 time.sleep(0.2)
         workers = max(1, min(config.parallel_shards, settings.outbox_shards))
     else:
-        naive = NaiveRelay(dynamodb=dynamodb, sqs=sqs, settings=settings)
+        naive = NaiveRelay(dynamodb=dynamodb, sqs=sqs, settings=settings, s3=s3)
         sent = 0
         while sent < messages:
             naive_summary = naive.run()
@@ -378,8 +464,29 @@ def _relay_side(
         workers = 1
     wall = time.perf_counter() - started
     cost = cost_of(meter.reset(), counter, messages)
-    delivery, queued_bytes = _check(lookup, lookup_sqs, resources, ids)
+    payloads = _stored_payloads(make)
+    number_of = {message_id: number for number, message_id in enumerate(ids)}
+    delivery, queued_bytes = _check(
+        lookup,
+        lookup_sqs,
+        lookup_s3,
+        resources,
+        ids=ids,
+        expected_body=lambda message_id: payloads(number_of[message_id]),
+    )
     return RelayResult(name, cost, delivery, runs, workers, wall, notes), queued_bytes, ingest_cost
+
+
+def _stored_payloads(make: Callable[[int], dict[str, object]]) -> Callable[[int], str]:
+    """The `number`-th payload as accepted (compact JSON), built when asked: a 1 MB run would otherwise hold
+    a gigabyte of them."""
+
+    def payload(number: int) -> str:
+        return validate_message(
+            make(number), fifo=False, max_payload_bytes=S3_MAX_PAYLOAD_BYTES, claim_check=True
+        ).payload_json
+
+    return payload
 
 
 def _handler_latency(
@@ -389,14 +496,20 @@ def _handler_latency(
     prefix: str,
     payload: dict[str, object],
     count: int,
+    s3_payloads: bool,
+    s3: S3Client,
 ) -> dict[str, float]:
     """p50/p99 of `outbox.ingest.handler.handler` for `count` POSTs, in-process against moto."""
     from outbox.ingest import handler as ingest  # noqa: PLC0415 - loaded once the environment points at moto
 
-    resources = provision(lookup, lookup_sqs, prefix=prefix)
+    resources = provision(lookup, lookup_sqs, prefix=prefix, payloads_bucket=s3_payloads, s3=s3)
     body = json.dumps({"payload": payload})
     timings: list[float] = []
-    with mock.patch.dict(os.environ, resources.environment()):
+    environment = {
+        **resources.environment(),
+        "MAX_PAYLOAD_BYTES": str(S3_MAX_PAYLOAD_BYTES if s3_payloads else MAX_PAYLOAD_CEILING_BYTES),
+    }
+    with mock.patch.dict(os.environ, environment):
         ingest._settings.cache_clear()
         reset_clients()
         try:
@@ -422,17 +535,19 @@ def run_scenario(
     aws: _Aws, *, payload_kb: int, messages: int, ingest_sample: int, config: RelayConfig
 ) -> Scenario:
     lookup, lookup_sqs = aws.dynamodb(), aws.sqs()
-    probe = Settings(messages_table="probe-messages", outbox_table="probe-outbox", queue_url="probe")
-    make, payload_bytes = payload_maker(payload_kb, probe)
-    write = outbox_write(make(0), settings=probe)
-    message_bytes, entry_bytes, payload_item_bytes = _layout_sizes(make(0), probe)
-    sample_id = "01J0000000000000000000000X"  # same length as a real id
-    sqs_bytes = sqs_entry_bytes(
-        {
-            "MessageBody": _put_item(write.items, 0)["payload"]["S"],
-            "MessageAttributes": {"message_id": {"DataType": "String", "StringValue": sample_id}},
-        }
+    make, payload_bytes = payload_maker(payload_kb)
+    s3_payloads = through_s3(payload_bytes)
+    probe = Settings(
+        messages_table="probe-messages",
+        outbox_table="probe-outbox",
+        queue_url="probe",
+        payloads_table="probe-payloads",
+        payloads_bucket="probe-bucket" if s3_payloads else None,
+        max_payload_bytes=S3_MAX_PAYLOAD_BYTES if s3_payloads else MAX_PAYLOAD_CEILING_BYTES,
     )
+    message = _accepted(make(0), probe)
+    message_bytes, entry_bytes, payload_item_bytes = _layout_sizes(message)
+    sqs_bytes = _sqs_bytes(message)
     progress(f"{payload_kb} KB: our relay, {messages:,} messages (load, then drain)")
     ours, queued_bytes, ingest_cost = _relay_side(
         aws,
@@ -443,6 +558,7 @@ def run_scenario(
         make=make,
         messages=messages,
         config=config,
+        s3_payloads=s3_payloads,
     )
     progress(f"{payload_kb} KB: naive relay, {messages:,} messages")
     naive, _, naive_ingest = _relay_side(
@@ -454,6 +570,7 @@ def run_scenario(
         make=make,
         messages=messages,
         config=config,
+        s3_payloads=s3_payloads,
     )
     if ingest_sample:
         progress(f"{payload_kb} KB: ingest handler latency, {ingest_sample} calls")
@@ -464,6 +581,8 @@ def run_scenario(
             prefix=f"b{payload_kb}k-ingest",
             payload=make(0),
             count=ingest_sample,
+            s3_payloads=s3_payloads,
+            s3=aws.s3(),
         )
         if ingest_sample
         else {"samples": 0.0, "p50": 0.0, "p99": 0.0}
@@ -488,21 +607,42 @@ def run_scenario(
             entry_bytes=entry_bytes,
             sqs_bytes=sqs_bytes,
             payload_item_bytes=payload_item_bytes,
+            s3_object=s3_payloads,
         ),
     )
 
 
-def _layout_sizes(payload: dict[str, object], probe: Settings) -> tuple[int, int, int]:
-    """Ours at ingest, as built without AWS: the message item, the entry and the payload's own item (0 when
-    the payload stays in the message item, ADR 0023)."""
-    request = validate_message(payload, fifo=False, max_payload_bytes=probe.max_payload_bytes)
-    message = message_for(request, settings=replace(probe, payloads_table="probe-payloads"))
+def _accepted(payload: dict[str, object], probe: Settings) -> NewMessage:
+    """Ours at ingest, as built without AWS (nothing is written)."""
+    request = validate_message(
+        payload, fifo=False, max_payload_bytes=probe.max_payload_bytes, claim_check=probe.claim_check
+    )
+    return message_for(request, settings=probe)
+
+
+def _layout_sizes(message: NewMessage) -> tuple[int, int, int]:
+    """The message item, the entry and the payload's own item (0 when the payload stays in the message item
+    or goes to S3, ADR 0023)."""
     items = transaction_items(message, messages_table="probe-messages", outbox_table="probe-outbox")
+    payload_item = payload_put_item(message)
     return (
         item_size(_put_item(items, 0)),
         item_size(_put_item(items, 1)),
-        item_size(payload_put_item(message)),
+        item_size(payload_item) if payload_item is not None else 0,
     )
+
+
+def _sqs_bytes(message: NewMessage) -> int:
+    """What SQS bills for the message's send: the payload with `message_id`, or the pointer to its S3
+    object with `message_id` and the size attribute."""
+    sample_id = "01J0000000000000000000000X"  # same length as a real id
+    attributes: dict[str, Any] = {"message_id": {"DataType": "String", "StringValue": sample_id}}
+    if message.payload_object is not None:
+        body = pointer_body(message.payload_object)
+        attributes.update(pointer_attributes(message.payload_object))
+    else:
+        body = message.request.payload_json
+    return sqs_entry_bytes({"MessageBody": body, "MessageAttributes": attributes})
 
 
 def progress(step: str) -> None:
@@ -513,7 +653,7 @@ def progress(step: str) -> None:
 def run_benchmark(
     *,
     messages: int = 1000,
-    payload_kbs: Sequence[int] = (1, 100),
+    payload_kbs: Sequence[int] = DEFAULT_PAYLOAD_KBS,
     ingest_sample: int = 200,
     config: RelayConfig | None = None,
 ) -> list[Scenario]:

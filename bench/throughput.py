@@ -259,7 +259,7 @@ def _moto_stack(prefix: str) -> Iterator[tuple[Any, Any, Any]]:
 def _relay_once(messages: int, profiler: cProfile.Profile | None, sampler: Sampler | None = None) -> float:
     """Load `messages` 1 KB messages, relay them all; the relaying thread's CPU time (seconds)."""
     with _moto_stack("throughput") as (dynamodb, sqs, settings):
-        make, _ = payload_maker(1, settings)
+        make, _ = payload_maker(1)
         for number in range(messages):
             enqueue(make(number), settings=settings, client=dynamodb)
         relay = Relay(dynamodb=dynamodb, sqs=sqs, settings=settings, config=RelayConfig())

@@ -10,7 +10,10 @@ request does not say it, and it bills the call by DynamoDB's rules:
 - 4 KB read units: a consistent read 1 per 4 KB, eventually consistent ½; `GetItem`/`BatchGetItem` per item
   (on the whole item, whatever the projection), `Query` on the total size of the items read, rounded up;
   a missing item or an empty `Query` still costs the minimum unit;
-- SQS: one request per started 64 KiB of a request's payload (body + message attributes).
+- SQS: one request per started 64 KiB of a request's payload (body + message attributes);
+- S3 (the claim check, ADR 0023): one request per call, in the price class S3 bills it (`PutObject` with
+  the PUT, COPY, POST, LIST requests; `HeadObject` and `GetObject` with GET and all other); the bytes an
+  object call moves are counted for the latency model.
 
 moto's `ReturnConsumedCapacity` is a constant (docs/design.md §8), so it cannot cross-check these figures.
 """
@@ -24,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from outbox.core.usage import sqs_entry_bytes, sqs_requests
+from outbox.core.usage import S3_WRITE_CLASS_OPERATIONS, sqs_entry_bytes, sqs_requests
 from outbox.data.item_size import item_size, number_size, value_size
 
 if TYPE_CHECKING:
@@ -67,6 +70,10 @@ class CallRecord:
     sqs_requests: int
     bytes_moved: int
     failed: bool
+    s3_write_requests: int = 0
+    """S3 requests billed at the PUT, COPY, POST, LIST price."""
+    s3_read_requests: int = 0
+    """S3 requests billed at the GET and all-other price (`HeadObject` among them)."""
 
 
 @dataclass
@@ -78,6 +85,8 @@ class OperationTotals:
     sqs_requests: int = 0
     bytes_moved: int = 0
     failed: int = 0
+    s3_write_requests: int = 0
+    s3_read_requests: int = 0
 
 
 def totals_by_operation(records: Iterable[CallRecord]) -> dict[str, OperationTotals]:
@@ -91,6 +100,8 @@ def totals_by_operation(records: Iterable[CallRecord]) -> dict[str, OperationTot
         total.sqs_requests += record.sqs_requests
         total.bytes_moved += record.bytes_moved
         total.failed += int(record.failed)
+        total.s3_write_requests += record.s3_write_requests
+        total.s3_read_requests += record.s3_read_requests
     return dict(sorted(totals.items()))
 
 
@@ -130,6 +141,9 @@ class Meter:
         elif service == "sqs":
             client.meta.events.register("before-parameter-build.sqs", self._before_sqs)
             client.meta.events.register("after-call.sqs", self._after_sqs)
+        elif service == "s3":
+            client.meta.events.register("before-parameter-build.s3", self._before_s3)
+            client.meta.events.register("after-call.s3", self._after_s3)
 
     def reset(self) -> list[CallRecord]:
         with self._lock:
@@ -292,3 +306,31 @@ class Meter:
             self._record(CallRecord("sqs", model.name, 1, 0.0, 0.0, sqs_requests(size), size, failed))
         else:
             self._record(CallRecord("sqs", model.name, 1, 0.0, 0.0, 1, 0, failed))
+
+    # -- S3 ----------------------------------------------------------------------------------------
+
+    def _before_s3(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        body = params.get("Body")
+        context["bench_s3_bytes"] = len(body) if isinstance(body, bytes | bytearray | str) else 0
+
+    def _after_s3(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        failed = "Error" in parsed
+        operation = model.name
+        moved = int(context.get("bench_s3_bytes", 0))
+        if operation == "GetObject" and not failed:
+            moved = int(parsed.get("ContentLength", 0) or 0)
+        write_class = operation in S3_WRITE_CLASS_OPERATIONS
+        self._record(
+            CallRecord(
+                "s3",
+                operation,
+                1,
+                0.0,
+                0.0,
+                0,
+                moved,
+                failed,
+                s3_write_requests=int(write_class),
+                s3_read_requests=int(not write_class),
+            )
+        )

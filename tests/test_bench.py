@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from bench import model
 from bench.report import markdown
-from bench.run import Cost, Scenario, run_benchmark
+from bench.run import Cost, Scenario, _received_body, run_benchmark
 from bench.units import item_size, number_size, read_units, sqs_requests, value_size, write_units
+from outbox.data.claim_check import PayloadObject, pointer_attributes, pointer_body
 from relay.core import RelayConfig
 
 MESSAGES = 60
@@ -112,3 +115,73 @@ def test_billing_rules() -> None:
     assert sqs_requests(65_536) == 1
     assert sqs_requests(65_537) == 2
     assert model.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
+
+
+# -- the S3 claim check's scenario (ADR 0023) --------------------------------------------------------
+
+S3_MESSAGES = 12
+
+
+@pytest.fixture(scope="module")
+def s3_scenario() -> Scenario:
+    (result,) = run_benchmark(messages=S3_MESSAGES, payload_kbs=(1024,), ingest_sample=2)
+    return result
+
+
+def test_a_1_mb_payload_goes_through_s3_and_both_relays_send_pointers_to_it(s3_scenario: Scenario) -> None:
+    assert s3_scenario.through_s3
+    assert s3_scenario.payload_bytes > 1_000_000
+    for result in (s3_scenario.ours, s3_scenario.naive):
+        # wrong_bodies == 0: every message received is a pointer whose object holds the accepted payload
+        assert result.delivery.ok, result.delivery
+        assert result.delivery.unique_received == S3_MESSAGES
+    assert s3_scenario.sqs_message_bytes < 1024  # a pointer, not the megabyte
+    assert s3_scenario.message_item_bytes < 1024
+    assert s3_scenario.payload_item_bytes == 0
+
+
+def test_s3_requests_are_counted_and_priced(s3_scenario: Scenario) -> None:
+    ingest, ours, naive = s3_scenario.ingest, s3_scenario.ours.cost, s3_scenario.naive.cost
+    assert ingest.calls_by_operation == {"PutObject": S3_MESSAGES, "TransactWriteItems": S3_MESSAGES}
+    assert (ingest.s3_write_requests, ingest.s3_read_requests) == (S3_MESSAGES, 0)
+    assert ingest.write_units_per_message == s3_scenario.floor.ingest_write_units == 4
+    for relay in (ours, naive):
+        assert relay.calls_by_operation["HeadObject"] == S3_MESSAGES
+        assert (relay.s3_write_requests, relay.s3_read_requests) == (0, S3_MESSAGES)
+        assert relay.calls_by_operation == relay.counted_calls_by_operation
+    assert math.isclose(ingest.dollars_per_million, 4 * 0.625 + 5.0)  # 4 WRU and one PUT
+    assert math.isclose(
+        ours.dollars_per_million,
+        ours.write_units_per_message * 0.625
+        + ours.read_units_per_message * 0.125
+        + ours.sqs_requests_per_message * 0.40
+        + 0.40,  # one HEAD
+    )
+    assert math.isclose(s3_scenario.floor_dollars_per_million["ingest"], 4 * 0.625 + 5.0)
+
+
+def test_the_report_names_the_s3_scenario_and_its_requests(s3_scenario: Scenario) -> None:
+    table = markdown([s3_scenario], imports=None, asset=None, command="python -m bench", config=RelayConfig())
+    assert "ours 1024 KB (S3)" in table
+    assert "relay S3 requests (HEAD)" in table
+    assert "| ingest 1024 KB (S3) | PutObject | 1.000 | 0.00 | 0.00 | 0.000 | 1.000 |" in table
+
+
+def test_a_pointer_to_a_missing_or_resized_object_is_a_wrong_body() -> None:
+    """The delivery check can fail: what a consumer would get from a pointer is read back from S3."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="bench-bucket")
+        s3.put_object(Bucket="bench-bucket", Key="payloads/1", Body=b'{"a":1}')
+        obj = PayloadObject("bench-bucket", "payloads/1", 7)
+
+        def message(pointed: PayloadObject) -> dict[str, object]:
+            return {
+                "Body": pointer_body(pointed),
+                "MessageAttributes": {"message_id": {"StringValue": "m"}, **pointer_attributes(pointed)},
+            }
+
+        assert _received_body(s3, message(obj)) == '{"a":1}'
+        assert _received_body(s3, message(PayloadObject("bench-bucket", "payloads/1", 8))) is None  # resized
+        assert _received_body(s3, message(PayloadObject("bench-bucket", "payloads/2", 7))) is None  # missing
+        assert _received_body(s3, {"Body": "[]", "MessageAttributes": {}}) == "[]"  # not a pointer

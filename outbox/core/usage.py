@@ -26,6 +26,22 @@ from typing import Any, Final
 PRICE_PER_WRITE_UNIT: Final = 0.625e-6
 PRICE_PER_READ_UNIT: Final = 0.125e-6
 PRICE_PER_SQS_REQUEST: Final = 0.40e-6
+PRICE_PER_S3_WRITE_REQUEST: Final = 5.0e-6
+"""S3 Standard PUT, COPY, POST and LIST requests: $0.005 per 1,000 (https://aws.amazon.com/s3/pricing/)."""
+PRICE_PER_S3_READ_REQUEST: Final = 0.40e-6
+"""S3 Standard GET, SELECT and all other requests (HEAD among them): $0.0004 per 1,000 (same page)."""
+S3_WRITE_CLASS_OPERATIONS: Final = frozenset(
+    {
+        "PutObject",
+        "CopyObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "ListObjects",
+        "ListObjectsV2",
+    }
+)
+"""The operations S3 bills at the PUT, COPY, POST, LIST price; the rest at the GET price."""
 SQS_BILLING_CHUNK_BYTES: Final = 65_536
 """SQS bills each started 64 KiB of a request's payload as one request (https://aws.amazon.com/sqs/pricing/)."""
 _READ_OPERATIONS: Final = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
