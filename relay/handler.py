@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.clients import dynamodb_client, s3_client, sqs_client
 from outbox.core.emf import flush
 from outbox.core.functions import DOORBELL_RUN_SECONDS, RELAY_STOP_MARGIN_SECONDS, WAIT_FOR_BUSY_SHARDS
 from outbox.core.settings import Settings
@@ -51,7 +51,7 @@ def _relay() -> Relay:
 def _relay_for(dynamodb: DynamoDBClient, sqs: SQSClient, settings: Settings) -> Relay:
     _usage.attach(dynamodb)
     _usage.attach(sqs)
-    return Relay(dynamodb=dynamodb, sqs=sqs, settings=settings, clock=_clock)
+    return Relay(dynamodb=dynamodb, sqs=sqs, settings=settings, clock=_clock, s3=_usage.metered(s3_client))
 
 
 def publish_metrics(sink: Metrics, summary: RunSummary, usage: Usage | None = None) -> None:
@@ -81,6 +81,8 @@ def publish_metrics(sink: Metrics, summary: RunSummary, usage: Usage | None = No
         sink.add_metric(name="DynamoDBWriteUnits", unit=MetricUnit.Count, value=usage.write_units)
         sink.add_metric(name="DynamoDBReadUnits", unit=MetricUnit.Count, value=usage.read_units)
         sink.add_metric(name="SQSRequests", unit=MetricUnit.Count, value=usage.sqs_requests)
+        sink.add_metric(name="S3WriteRequests", unit=MetricUnit.Count, value=usage.s3_write_requests)
+        sink.add_metric(name="S3ReadRequests", unit=MetricUnit.Count, value=usage.s3_read_requests)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -12,9 +12,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
-from outbox.core.clients import dynamodb_client, sqs_client
+from outbox.core.clients import dynamodb_client, s3_client, sqs_client
 from outbox.core.usage import (
     PRICE_PER_READ_UNIT,
+    PRICE_PER_S3_READ_REQUEST,
+    PRICE_PER_S3_WRITE_REQUEST,
     PRICE_PER_SQS_REQUEST,
     PRICE_PER_WRITE_UNIT,
     Usage,
@@ -174,3 +176,40 @@ def test_ingest_publishes_each_requests_usage_and_whether_it_accepted_a_message(
     # moto reports no capacity for a transaction (the arithmetic is tested on AWS's shapes above): here the
     # metrics are only there, with their names and dimension.
     assert {"DynamoDBWriteUnits", "DynamoDBReadUnits"} <= first.keys() & replay.keys()
+
+
+def test_s3_calls_are_counted_by_the_class_s3_bills_them_in(s3_outbox: Outbox) -> None:
+    """The claim check's calls (ADR 0023): a PUT at the PUT price; HEAD and GET, found or not, at the GET
+    price. `metered` attaches a client made only when needed, once however often it is asked for."""
+    meter = UsageMeter()
+    make = meter.metered(s3_client)
+    bucket = s3_outbox.settings.payloads_bucket
+    make().put_object(Bucket=bucket, Key="payloads/usage", Body=b"{}")
+    make().head_object(Bucket=bucket, Key="payloads/usage")
+    make().get_object(Bucket=bucket, Key="payloads/usage")
+    with pytest.raises(make().exceptions.ClientError):
+        make().head_object(Bucket=bucket, Key="payloads/missing")
+    usage = meter.take()
+    assert (usage.s3_write_requests, usage.s3_read_requests) == (1, 3)
+    assert usage.dollars == pytest.approx(PRICE_PER_S3_WRITE_REQUEST + 3 * PRICE_PER_S3_READ_REQUEST)
+    assert meter.take() == Usage()
+
+
+def test_ingest_and_the_relay_publish_their_s3_requests(
+    s3_outbox: Outbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A payload above an item's limit: ingest's PutObject and the relay's HeadObject reach the metrics the
+    dashboard prices."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "ERROR")
+    status, body, _ = call_ingest("POST", "/messages", {"payload": {"blob": "x" * 400_000}})
+    assert status == 202, body
+
+    assert run_relay(20).sent == 1
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    by_service = {emf["service"]: emf for emf in lines}
+    assert by_service["outbox-ingest"]["S3WriteRequests"] == [1.0]
+    assert by_service["outbox-ingest"]["S3ReadRequests"] == [0.0]
+    assert by_service["outbox-relay"]["S3ReadRequests"] == [1.0]  # the HEAD before the pointer is sent
+    assert by_service["outbox-relay"]["S3WriteRequests"] == [0.0]

@@ -34,10 +34,18 @@ from outbox.cdk.names import (
     POISONED_METRIC,
     READ_UNITS_METRIC,
     RELAY_SERVICE,
+    S3_READ_REQUESTS_METRIC,
+    S3_WRITE_REQUESTS_METRIC,
     SQS_REQUESTS_METRIC,
     WRITE_UNITS_METRIC,
 )
-from outbox.core.usage import PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST, PRICE_PER_WRITE_UNIT
+from outbox.core.usage import (
+    PRICE_PER_READ_UNIT,
+    PRICE_PER_S3_READ_REQUEST,
+    PRICE_PER_S3_WRITE_REQUEST,
+    PRICE_PER_SQS_REQUEST,
+    PRICE_PER_WRITE_UNIT,
+)
 
 PERIOD: Final = cdk.Duration.minutes(5)
 """The alarms' period: each point holds at least one sweep's datapoint with the default one-minute schedule
@@ -66,6 +74,8 @@ RELAY_METRICS: Final = (
     WRITE_UNITS_METRIC,
     READ_UNITS_METRIC,
     SQS_REQUESTS_METRIC,
+    S3_WRITE_REQUESTS_METRIC,
+    S3_READ_REQUESTS_METRIC,
 )
 """Every metric the relay publishes, each drawn in one of the widgets below."""
 
@@ -221,6 +231,8 @@ def _relay_groups() -> list[monitoring.CustomMetricGroup]:
                 _sum(WRITE_UNITS_METRIC, "DynamoDB write units"),
                 _sum(READ_UNITS_METRIC, "DynamoDB read units"),
                 _sum(SQS_REQUESTS_METRIC, "SQS requests"),
+                _sum(S3_READ_REQUESTS_METRIC, "S3 HEAD/GET requests"),
+                _sum(S3_WRITE_REQUESTS_METRIC, "S3 PUT requests"),
             ],
         ),
         monitoring.CustomMetricGroup(
@@ -245,6 +257,8 @@ def _ingest_groups() -> list[monitoring.CustomMetricGroup]:
                 _metric(INGEST_SERVICE, ACCEPTED_METRIC, "Sum", "messages accepted"),
                 _metric(INGEST_SERVICE, WRITE_UNITS_METRIC, "Sum", "DynamoDB write units"),
                 _metric(INGEST_SERVICE, READ_UNITS_METRIC, "Sum", "DynamoDB read units"),
+                _metric(INGEST_SERVICE, S3_WRITE_REQUESTS_METRIC, "Sum", "S3 PUT requests"),
+                _metric(INGEST_SERVICE, S3_READ_REQUESTS_METRIC, "Sum", "S3 GET requests"),
             ],
         ),
     ]
@@ -256,7 +270,9 @@ def _pipeline_dollars_per_million() -> cloudwatch.MathExpression:
     expression = (
         f"IF(sent > 0, ((ingest_writes + writes) * {PRICE_PER_WRITE_UNIT * 1_000_000:g} + "
         f"(ingest_reads + reads) * {PRICE_PER_READ_UNIT * 1_000_000:g} + "
-        f"requests * {PRICE_PER_SQS_REQUEST * 1_000_000:g}) / sent, 0)"
+        f"requests * {PRICE_PER_SQS_REQUEST * 1_000_000:g} + "
+        f"(ingest_s3_writes + s3_writes) * {PRICE_PER_S3_WRITE_REQUEST * 1_000_000:g} + "
+        f"(ingest_s3_reads + s3_reads) * {PRICE_PER_S3_READ_REQUEST * 1_000_000:g}) / sent, 0)"
     )
     return cloudwatch.MathExpression(
         expression=expression,
@@ -266,6 +282,10 @@ def _pipeline_dollars_per_million() -> cloudwatch.MathExpression:
             "writes": _sum(WRITE_UNITS_METRIC, "relay write units"),
             "reads": _sum(READ_UNITS_METRIC, "relay read units"),
             "requests": _sum(SQS_REQUESTS_METRIC, "SQS requests"),
+            "ingest_s3_writes": _metric(INGEST_SERVICE, S3_WRITE_REQUESTS_METRIC, "Sum", "ingest S3 PUTs"),
+            "ingest_s3_reads": _metric(INGEST_SERVICE, S3_READ_REQUESTS_METRIC, "Sum", "ingest S3 GETs"),
+            "s3_writes": _sum(S3_WRITE_REQUESTS_METRIC, "relay S3 PUTs"),
+            "s3_reads": _sum(S3_READ_REQUESTS_METRIC, "relay S3 HEADs"),
             "sent": _sum(SENT_METRIC, "sent"),
         },
         label="ingest + relay, $ per million messages (list prices)",
@@ -291,8 +311,9 @@ def _relay_dollars_per_million() -> cloudwatch.MathExpression:
     per_million = 1_000_000
     expression = (
         f"IF(sent > 0, (writes * {PRICE_PER_WRITE_UNIT * per_million:g} + reads * "
-        f"{PRICE_PER_READ_UNIT * per_million:g} + requests * {PRICE_PER_SQS_REQUEST * per_million:g}) "
-        "/ sent, 0)"  # $ x 1e6 / messages: $ per million messages
+        f"{PRICE_PER_READ_UNIT * per_million:g} + requests * {PRICE_PER_SQS_REQUEST * per_million:g} + "
+        f"s3_writes * {PRICE_PER_S3_WRITE_REQUEST * per_million:g} + "
+        f"s3_reads * {PRICE_PER_S3_READ_REQUEST * per_million:g}) / sent, 0)"  # $ per million messages
     )
     return cloudwatch.MathExpression(
         expression=expression,
@@ -300,6 +321,8 @@ def _relay_dollars_per_million() -> cloudwatch.MathExpression:
             "writes": _sum(WRITE_UNITS_METRIC, "write units"),
             "reads": _sum(READ_UNITS_METRIC, "read units"),
             "requests": _sum(SQS_REQUESTS_METRIC, "SQS requests"),
+            "s3_writes": _sum(S3_WRITE_REQUESTS_METRIC, "S3 PUTs"),
+            "s3_reads": _sum(S3_READ_REQUESTS_METRIC, "S3 HEADs"),
             "sent": _sum(SENT_METRIC, "sent"),
         },
         label="$ per million messages (list prices)",

@@ -28,6 +28,8 @@ LATE_FIFO_RESEND_METRIC: Final = "FifoResendsAfterWindow"
 WRITE_UNITS_METRIC: Final = "DynamoDBWriteUnits"
 READ_UNITS_METRIC: Final = "DynamoDBReadUnits"
 SQS_REQUESTS_METRIC: Final = "SQSRequests"
+S3_WRITE_REQUESTS_METRIC: Final = "S3WriteRequests"
+S3_READ_REQUESTS_METRIC: Final = "S3ReadRequests"
 """What a run's calls consumed, counted live from the responses (outbox.core.usage, issue #17)."""
 
 # API routes (docs/design.md §5).

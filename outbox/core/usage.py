@@ -1,5 +1,5 @@
 """What a function's AWS calls cost, counted live (issue #17): DynamoDB capacity units as DynamoDB reports
-them, and SQS requests as SQS bills them.
+them, SQS requests as SQS bills them, and S3 requests (the claim check, ADR 0023) by their price class.
 
 `UsageMeter.attach` hooks a botocore client. On DynamoDB it asks every operation that can report its
 consumed capacity for it (`ReturnConsumedCapacity=TOTAL`: free, and the code under it is unchanged) and adds
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+Client = TypeVar("Client")
 
 # On-demand list prices (us-east-1), the one place they are kept: https://aws.amazon.com/dynamodb/pricing/on-demand/
 # and https://aws.amazon.com/sqs/pricing/ (standard queue, beyond the free tier). The benchmark prices its
@@ -50,13 +52,17 @@ _SQS_SENDS: Final = frozenset({"SendMessage", "SendMessageBatch"})
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Totals over some calls: DynamoDB write and read units as reported, SQS requests as billed."""
+    """Totals over some calls: DynamoDB write and read units as reported, SQS and S3 requests as billed."""
 
     write_units: float = 0.0
     read_units: float = 0.0
     sqs_requests: int = 0
     dynamodb_calls: int = 0
     sqs_calls: int = 0
+    s3_write_requests: int = 0
+    """S3 requests at the PUT, COPY, POST, LIST price (ingest's `PutObject`)."""
+    s3_read_requests: int = 0
+    """S3 requests at the GET and all-other price (the relay's `HeadObject`, a read's `GetObject`)."""
 
     @property
     def dollars(self) -> float:
@@ -65,6 +71,8 @@ class Usage:
             self.write_units * PRICE_PER_WRITE_UNIT
             + self.read_units * PRICE_PER_READ_UNIT
             + self.sqs_requests * PRICE_PER_SQS_REQUEST
+            + self.s3_write_requests * PRICE_PER_S3_WRITE_REQUEST
+            + self.s3_read_requests * PRICE_PER_S3_READ_REQUEST
         )
 
     def per_million(self, messages: int) -> float:
@@ -84,9 +92,11 @@ class UsageMeter:
         self._sqs_requests = 0
         self._dynamodb_calls = 0
         self._sqs_calls = 0
+        self._s3_writes = 0
+        self._s3_reads = 0
 
     def attach(self, client: Any) -> None:
-        """Meter `client` (DynamoDB or SQS) from now on; attaching one client twice changes nothing."""
+        """Meter `client` (DynamoDB, SQS or S3) from now on; attaching one client twice changes nothing."""
         with self._lock:
             if id(client) in self._attached:
                 return
@@ -98,13 +108,35 @@ class UsageMeter:
         elif service == "sqs":
             client.meta.events.register("before-parameter-build.sqs", self._remember_params)
             client.meta.events.register("after-call.sqs", self._count_sqs)
+        elif service == "s3":
+            client.meta.events.register("after-call.s3", self._count_s3)
+
+    def metered(self, make: Callable[[], Client]) -> Callable[[], Client]:
+        """`make` (a client factory), attaching what it returns: for a client made only when needed (the
+        S3 client, which most invocations never create)."""
+
+        def make_metered() -> Client:
+            client = make()
+            self.attach(client)
+            return client
+
+        return make_metered
 
     def take(self) -> Usage:
         """The totals since the last `take` (or the attachment), and start again from zero."""
         with self._lock:
-            usage = Usage(self._write, self._read, self._sqs_requests, self._dynamodb_calls, self._sqs_calls)
+            usage = Usage(
+                self._write,
+                self._read,
+                self._sqs_requests,
+                self._dynamodb_calls,
+                self._sqs_calls,
+                self._s3_writes,
+                self._s3_reads,
+            )
             self._write = self._read = 0.0
             self._sqs_requests = self._dynamodb_calls = self._sqs_calls = 0
+            self._s3_writes = self._s3_reads = 0
         return usage
 
     # -- hooks ---------------------------------------------------------------------------------------
@@ -132,6 +164,14 @@ class UsageMeter:
         with self._lock:
             self._sqs_calls += 1
             self._sqs_requests += requests or 1
+
+    def _count_s3(self, model: Any, **_: Any) -> None:
+        """One billed request per call, refused ones included (S3 bills most error responses too)."""
+        with self._lock:
+            if model.name in S3_WRITE_CLASS_OPERATIONS:
+                self._s3_writes += 1
+            else:
+                self._s3_reads += 1
 
 
 def capacity_units(operation: str, consumed: object) -> tuple[float, float]:

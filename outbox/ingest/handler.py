@@ -50,7 +50,10 @@ def _store() -> MessageStore:
     payload is in S3."""
     settings = _settings()
     return MessageStore(
-        dynamodb_client(), settings.messages_table, payloads_table=settings.payloads_table, s3=s3_client
+        dynamodb_client(),
+        settings.messages_table,
+        payloads_table=settings.payloads_table,
+        s3=_usage.metered(s3_client),
     )
 
 
@@ -159,3 +162,5 @@ def publish_metrics(sink: Metrics, *, accepted: bool) -> None:
     sink.add_metric(name="MessagesAccepted", unit=MetricUnit.Count, value=int(accepted))
     sink.add_metric(name="DynamoDBWriteUnits", unit=MetricUnit.Count, value=usage.write_units)
     sink.add_metric(name="DynamoDBReadUnits", unit=MetricUnit.Count, value=usage.read_units)
+    sink.add_metric(name="S3WriteRequests", unit=MetricUnit.Count, value=usage.s3_write_requests)
+    sink.add_metric(name="S3ReadRequests", unit=MetricUnit.Count, value=usage.s3_read_requests)

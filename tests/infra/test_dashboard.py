@@ -16,7 +16,13 @@ from outbox.cdk import names
 from outbox.cdk.construct import OutboxConstruct
 from outbox.cdk.dashboard import RELAY_METRICS, OutboxDashboard
 from outbox.core.schema import MESSAGE_KEY, OUTBOX_PARTITION_KEY
-from outbox.core.usage import PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST, PRICE_PER_WRITE_UNIT
+from outbox.core.usage import (
+    PRICE_PER_READ_UNIT,
+    PRICE_PER_S3_READ_REQUEST,
+    PRICE_PER_S3_WRITE_REQUEST,
+    PRICE_PER_SQS_REQUEST,
+    PRICE_PER_WRITE_UNIT,
+)
 from relay.entries import RunSummary
 from relay.handler import publish_metrics
 from tests.infra.stack_support import Synthesized
@@ -230,7 +236,13 @@ def test_live_cost_is_priced_with_the_benchmarks_list_prices(synthesized: Synthe
     priced = [expression for expression in expressions if "/ sent" in expression]
     assert len(priced) == 2, expressions  # the relay's, and ingest + relay (the stack has the ingest API)
     for expression in priced:
-        for price in (PRICE_PER_WRITE_UNIT, PRICE_PER_READ_UNIT, PRICE_PER_SQS_REQUEST):
+        for price in (
+            PRICE_PER_WRITE_UNIT,
+            PRICE_PER_READ_UNIT,
+            PRICE_PER_SQS_REQUEST,
+            PRICE_PER_S3_WRITE_REQUEST,
+            PRICE_PER_S3_READ_REQUEST,
+        ):
             assert f"{price * 1_000_000:g}" in expression
     assert sum("ingest_writes" in expression for expression in priced) == 1
     statistics = {
@@ -238,7 +250,13 @@ def test_live_cost_is_priced_with_the_benchmarks_list_prices(synthesized: Synthe
         for line in _metrics(synthesized)
         if line[0] == names.METRICS_NAMESPACE
     }
-    for metric in (names.WRITE_UNITS_METRIC, names.READ_UNITS_METRIC, names.SQS_REQUESTS_METRIC):
+    for metric in (
+        names.WRITE_UNITS_METRIC,
+        names.READ_UNITS_METRIC,
+        names.SQS_REQUESTS_METRIC,
+        names.S3_WRITE_REQUESTS_METRIC,
+        names.S3_READ_REQUESTS_METRIC,
+    ):
         assert (metric, "Sum") in statistics
 
 
@@ -252,4 +270,6 @@ def test_ingest_metrics_are_graphed_with_the_ingest_service(synthesized: Synthes
         (names.ACCEPTED_METRIC, "Sum"),
         (names.WRITE_UNITS_METRIC, "Sum"),
         (names.READ_UNITS_METRIC, "Sum"),
+        (names.S3_WRITE_REQUESTS_METRIC, "Sum"),
+        (names.S3_READ_REQUESTS_METRIC, "Sum"),
     } <= graphed
