@@ -28,6 +28,7 @@ from outbox.data.transactions import NewMessage, message_for, payload_put_item, 
 from outbox.local.emulator import DUMMY_CREDENTIALS, embedded_aws
 from outbox.local.events import http_api_event, local_context
 from outbox.local.queue import drain_queue, message_id_of
+from outbox.ops.invoke import LOCAL_FUNCTION_ENVIRONMENT
 from outbox.provisioning import Resources, provision
 from outbox.testing.calls import CallCounter
 from relay.core import Relay, RelayConfig
@@ -507,6 +508,7 @@ def _handler_latency(
     timings: list[float] = []
     environment = {
         **resources.environment(),
+        **LOCAL_FUNCTION_ENVIRONMENT,  # no EMF lines: stdout is the table
         "MAX_PAYLOAD_BYTES": str(S3_MAX_PAYLOAD_BYTES if s3_payloads else MAX_PAYLOAD_CEILING_BYTES),
     }
     with mock.patch.dict(os.environ, environment):
