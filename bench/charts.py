@@ -120,7 +120,9 @@ def _caption(fig: Figure, *paragraphs: str) -> None:
     lines: list[str] = []
     for paragraph in paragraphs:
         lines += textwrap.wrap(paragraph, CAPTION_WIDTH, break_on_hyphens=False, break_long_words=False)
-    fig.text(0.01, 0.0, "\n".join(lines), ha="left", va="top", fontsize=7.5, color="#333333")
+    # A "$" would open matplotlib's mathtext: the prices in a caption are dollars, written as such.
+    text = "\n".join(lines).replace("$", r"\$")
+    fig.text(0.01, 0.0, text, ha="left", va="top", fontsize=7.5, color="#333333")
 
 
 # -- cost per message -----------------------------------------------------------------------------------
@@ -217,7 +219,7 @@ def cost_per_message(data: dict[str, Any], source: str) -> Figure:
         frameon=False,
     )
     messages = _get(scenarios[0], "messages")
-    fig.suptitle("Cost per message by component: ours vs naive vs floor (DynamoDB and SQS on-demand)")
+    fig.suptitle("Cost per message by component: ours vs naive vs floor (DynamoDB, SQS and S3 on-demand)")
     _caption(
         fig,
         f"Source: {source}, written by `{_get(data, 'command')}` ({messages:,} messages per relay and "
