@@ -169,6 +169,20 @@ def _cost_bars(scenario: dict[str, Any], prices: dict[str, float]) -> dict[str, 
     }
 
 
+def _table_totals(scenario: dict[str, Any]) -> dict[str, float]:
+    """Ingest + relay $ per million as the tables print them, where the JSON has them."""
+    totals: dict[str, float] = {}
+    for name, load in (("ours", "ingest"), ("naive", "naive_ingest")):
+        ingest = scenario.get(load, {}).get("dollars_per_million")
+        relay = scenario.get(name, {}).get("cost", {}).get("dollars_per_million")
+        if isinstance(ingest, int | float) and isinstance(relay, int | float):
+            totals[name] = float(ingest) + float(relay)
+    floor = scenario.get("floor", {}).get("dollars_per_million")
+    if isinstance(floor, dict) and all(isinstance(v, int | float) for v in floor.values()):
+        totals["floor"] = float(sum(floor.values()))
+    return totals
+
+
 def _relay_calls(scenario: dict[str, Any]) -> dict[str, float]:
     return {
         "ours": _number(_get(scenario, "ours", "cost", "calls_per_message"), "ours calls"),
@@ -201,8 +215,11 @@ def cost_per_message(data: dict[str, Any], source: str) -> Figure:
             heights = [by_name[name][component] for name in names]
             ax.bar(names, heights, bottom=bottoms, color=COLORS[component], width=0.6)
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-        for x, total in enumerate(bottoms):
-            ax.annotate(f"${total:,.2f}", (x, total), xytext=(0, 3), textcoords="offset points", ha="center")
+        totals = _table_totals(scenario)
+        for x, (name, top) in enumerate(zip(names, bottoms, strict=True)):
+            # The table's figure: summed in another order, the stack may round a cent apart.
+            label = f"${totals.get(name, top):,.2f}"
+            ax.annotate(label, (x, top), xytext=(0, 3), textcoords="offset points", ha="center")
         calls = _relay_calls(scenario)
         ax.set_xticks(range(len(names)), [f"{name}\n{calls[name]:.3f} calls" for name in names])
         ax.set_ylim(0, max(bottoms) * 1.12)

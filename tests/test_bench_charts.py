@@ -87,8 +87,12 @@ def test_the_cost_chart_stacks_up_to_the_tables_totals(drawn: Path) -> None:
     assert "SQS requests, relay" in texts
     assert "$ per million messages (ingest + relay)" in texts
     data = _json("latest.json")
+    if any(scenario.get("through_s3") for scenario in data["scenarios"]):
+        assert {"S3 requests, ingest", "S3 requests, relay"} <= set(texts)
     for scenario in data["scenarios"]:
-        assert f"{scenario['payload_kb']} KB message ({scenario['message_item_bytes']:,}-byte item)" in texts
+        where = ", payload in S3" if scenario.get("through_s3") else ""
+        title = f"{scenario['payload_kb']} KB message ({scenario['message_item_bytes']:,}-byte item{where})"
+        assert title in texts
         for name, load in (("ours", "ingest"), ("naive", "naive_ingest")):  # naive's load: payloads inline
             ingest = scenario[load]["dollars_per_million"]
             assert f"${ingest + scenario[name]['cost']['dollars_per_million']:,.2f}" in texts
